@@ -1,0 +1,1 @@
+"""What a person touches: the command line (``app.cli``) and the Qt GUI (``app.gui``)."""

@@ -1,0 +1,53 @@
+"""The ``dvsapp`` command line (typer).
+
+Every command body is one call into ``core``; errors from ``core.errors`` become
+one line on stderr and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+
+from app.commands import COMMAND_MODULES
+from core.errors import DvsAppError
+
+app = typer.Typer(
+    name="dvsapp",
+    help="Event-camera (DVS) streaming vision: read, bin, classify and label event streams.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+for _name in COMMAND_MODULES:
+    try:
+        _mod = importlib.import_module(_name)
+    except ModuleNotFoundError as exc:  # a command group not written yet
+        if exc.name != _name:
+            raise
+        continue
+    _mod.register(app)
+
+
+def fail(message: str, code: int = 2) -> None:
+    """Print one line to stderr and exit with ``code``."""
+    print(f"dvsapp: error: {message}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    try:
+        app(args=argv, standalone_mode=True)
+    except DvsAppError as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        print("dvsapp: interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
+
+
+if __name__ == "__main__":
+    main()

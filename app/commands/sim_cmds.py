@@ -1,0 +1,131 @@
+"""``dvsapp simulate``: a video or synthetic gestures through the DVS emulator, into an event file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from app.commands._common import handle_errors
+from core.errors import ConfigError
+from core.events import SensorSize
+
+
+class _Bar:
+    """A rich progress bar on stderr fed by core's ``progress(done, total)`` callbacks."""
+
+    def __init__(self, label: str, quiet: bool) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.quiet = quiet
+        self.progress = Progress(
+            TextColumn(f"[bold]{label}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            transient=True,
+        )
+        self.task = None
+
+    def __enter__(self) -> _Bar:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.task is not None:
+            self.progress.stop()
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.quiet:
+            return
+        if self.task is None:  # started on the first report, so early errors print cleanly
+            self.progress.start()
+            self.task = self.progress.add_task("", total=None)
+        self.progress.update(self.task, completed=done, total=total or None)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("simulate")
+    @handle_errors
+    def simulate(
+        paths: Annotated[
+            list[Path],
+            typer.Argument(
+                metavar="[VIDEO] OUT",
+                help="VIDEO and OUT, or only OUT with --gestures. OUT's extension picks the format "
+                "(.aedat4, .h5, .npz, .csv).",
+                show_default=False,
+            ),
+        ],
+        gestures: Annotated[
+            int | None,
+            typer.Option("--gestures", "-g", help="Render N synthetic gestures instead of a video.", min=1),
+        ] = None,
+        seed: Annotated[int, typer.Option(help="Seed of the scene / sensor noise.")] = 0,
+        size: Annotated[
+            str | None,
+            typer.Option(help="Sensor size WxH (default: 128x128 for gestures, the video's own size)."),
+        ] = None,
+        threshold: Annotated[float, typer.Option(help="Contrast threshold, log units (video).")] = 0.2,
+        refractory_us: Annotated[int, typer.Option(help="Refractory period, us (video).")] = 100,
+        noise_hz: Annotated[
+            float, typer.Option(help="Shot-noise events per pixel per second (video).")
+        ] = 0.0,
+        leak_hz: Annotated[float, typer.Option(help="Leak events per pixel per second (video).")] = 0.0,
+        fps: Annotated[
+            float | None, typer.Option(help="Frame rate when the video does not state one.")
+        ] = None,
+        labels: Annotated[
+            bool, typer.Option("--labels/--no-labels", help="Write <stem>_labels.csv beside OUT (gestures).")
+        ] = True,
+        force: Annotated[bool, typer.Option("--force", "-f", help="Overwrite existing outputs.")] = False,
+        quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    ) -> None:
+        """Turn a video (any OpenCV-readable file) or N synthetic gestures into events.
+
+        Examples: dvsapp simulate clip.mp4 clip.aedat4 | dvsapp simulate --gestures 11 --seed 3 gestures.h5
+        """
+        want = 1 if gestures is not None else 2
+        if len(paths) != want:
+            usage = "OUT with --gestures" if gestures is not None else "VIDEO OUT (or --gestures N OUT)"
+            raise ConfigError(f"expected {usage}, got {len(paths)} path(s)")
+        sensor = SensorSize.parse(size) if size else None
+        if gestures is not None:
+            from core.synth import write_gesture_sequence
+
+            out = paths[0]
+            with _Bar("rendering", quiet) as bar:
+                n_events, segments = write_gesture_sequence(
+                    out,
+                    gestures,
+                    seed=seed,
+                    sensor_size=sensor or SensorSize(128, 128),
+                    force=force,
+                    labels=labels,
+                    progress=bar,
+                )
+            typer.echo(
+                f"{out}: {n_events} events, {len(segments)} gestures"
+                + (", labels beside it" if labels else "")
+            )
+            return
+        from core.emulator import simulate_video
+
+        video, out = paths
+        with _Bar("emulating", quiet) as bar:
+            n_events = simulate_video(
+                video,
+                out,
+                size=sensor,
+                fps=fps,
+                force=force,
+                seed=seed,
+                progress=bar,
+                threshold=threshold,
+                refractory_us=refractory_us,
+                shot_noise_rate_hz=noise_hz,
+                leak_rate_hz=leak_hz,
+            )
+        typer.echo(f"{out}: {n_events} events")

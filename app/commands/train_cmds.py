@@ -1,0 +1,266 @@
+"""``dvsapp train`` and ``dvsapp eval``: train a spiking transformer, score a checkpoint.
+
+- ``train``  streaming-clip training (truncated BPTT, AdamW + cosine, bf16 on GPU);
+  the same command under ``torchrun --nproc_per_node=N`` trains with DDP.
+- ``eval``   clip / streaming accuracy, confusion matrix (printed + PNG), JSON report.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from app.commands._common import handle_errors
+from core.errors import ConfigError, OutputExistsError
+
+
+class _Progress:
+    """Renders the trainer's events with rich (rank 0 only)."""
+
+    def __init__(self, quiet: bool = False) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.quiet = quiet
+        self.console = Console(stderr=True)
+        self.progress = Progress(
+            TextColumn("[bold]epoch {task.fields[epoch]}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TextColumn(
+                "loss {task.fields[loss]:.3f}  acc {task.fields[acc]:.3f}  {task.fields[rate]:.0f} clips/s"
+            ),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=True,
+        )
+        self.task = None
+
+    def __enter__(self) -> _Progress:
+        if not self.quiet:
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if not self.quiet:
+            self.progress.stop()
+
+    def __call__(self, kind: str, info: dict) -> None:
+        if self.quiet:
+            return
+        if kind == "data":
+            self.console.print(
+                f"data: {info['train_recordings']} training recordings ({info['train_steps']} timesteps, "
+                f"{info['labeled_steps']} labeled), {info['val_recordings']} validation recordings, "
+                f"prepared in {info['data_s']:.1f} s"
+            )
+        elif kind == "epoch_start":
+            if self.task is not None:
+                self.progress.remove_task(self.task)
+            self.task = self.progress.add_task(
+                "train",
+                total=info["steps"],
+                epoch=f"{info['epoch'] + 1}/{info['epochs']}",
+                loss=0.0,
+                acc=0.0,
+                rate=0.0,
+            )
+        elif kind == "step" and self.task is not None:
+            self.progress.update(
+                self.task,
+                completed=info["step"],
+                loss=info["loss"],
+                acc=info["acc"],
+                rate=info["clips_per_s"],
+            )
+        elif kind == "epoch_end":
+            val = ""
+            if "val_clip_acc" in info:
+                val = f"  val clip {100 * info['val_clip_acc']:.1f}%  val@500ms {100 * info.get('val_stream_500ms', 0):.1f}%"
+            mark = "  *best*" if info.get("improved") else ""
+            self.console.print(
+                f"epoch {info['epoch'] + 1}: loss {info['train_loss']:.4f}  acc {100 * info['train_acc']:.1f}%{val}  "
+                f"{info['epoch_s']:.1f} s  {info['clips_per_s']:.0f} clips/s{mark}"
+            )
+        elif kind == "test":
+            from core.train.evaluate import format_report
+
+            self.console.print("held-out test split:")
+            self.console.print(format_report(info["report"]), markup=False, highlight=False, soft_wrap=True)
+        elif kind == "time_limit":
+            self.console.print(f"time limit {info['limit_s']:.0f} s reached before epoch {info['epoch'] + 1}")
+        elif kind == "done":
+            self.console.print(f"best checkpoint: {info['best']}\nlast checkpoint: {info['last']}")
+
+
+def _pair(text: str, name: str) -> tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        raise ConfigError(f"{name} must be LOW,HIGH (e.g. 0.8,1.25), got {text!r}") from None
+    return lo, hi
+
+
+def _overrides(items: list[str]) -> dict:
+    """``["head_decay=0.2", "embed_dim=128"]`` -> ``{"head_decay": 0.2, "embed_dim": 128}`` (JSON values)."""
+    import json
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set takes KEY=VALUE, got {item!r}")
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out
+
+
+def train_command(
+    dataset: Annotated[
+        str, typer.Option(help="synthetic | dvsgesture | tonic-dvsgesture | recordings | h5")
+    ] = "synthetic",
+    root: Annotated[
+        Path | None,
+        typer.Option(help="Dataset folder (DvsGesture, tonic's DVSGesture), labeled file/folder, or .h5"),
+    ] = None,
+    preset: Annotated[str, typer.Option(help="Model preset: tiny | small | sdt-2-256")] = "tiny",
+    attention: Annotated[str | None, typer.Option(help="Attention variant: ssa | sdsa | lrf | lsssa")] = None,
+    timesteps: Annotated[int | None, typer.Option("--timesteps", "-T", help="Timesteps per window")] = None,
+    step_us: Annotated[int | None, typer.Option(help="One timestep in microseconds")] = None,
+    windows: Annotated[int, typer.Option(help="Windows per training clip (truncated BPTT length L)")] = 4,
+    epochs: Annotated[int, typer.Option(help="Epochs")] = 10,
+    batch: Annotated[int, typer.Option(help="Clips per step (per GPU under torchrun)")] = 32,
+    clips_per_epoch: Annotated[
+        int, typer.Option(help="Random clips drawn per epoch (all GPUs together)")
+    ] = 2048,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW, cosine decay)")] = 2e-3,
+    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay")] = 0.05,
+    amp: Annotated[bool, typer.Option("--amp/--no-amp", help="bf16 autocast on GPU")] = True,
+    seed: Annotated[int, typer.Option(help="Random seed")] = 0,
+    out: Annotated[Path, typer.Option(help="Output folder (checkpoints, metrics.jsonl/csv, reports)")] = Path(
+        "runs/train"
+    ),
+    resume: Annotated[
+        Path | None, typer.Option(help="Checkpoint to resume from (its .optim file too)")
+    ] = None,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
+    workers: Annotated[int, typer.Option(help="Processes for rendering / binning the data")] = 1,
+    train_seeds: Annotated[int | None, typer.Option(help="Synthetic: number of training sequences")] = None,
+    val_seeds: Annotated[int | None, typer.Option(help="Synthetic: number of validation sequences")] = None,
+    test_seeds: Annotated[
+        int | None, typer.Option(help="Synthetic: number of held-out test sequences")
+    ] = None,
+    gestures: Annotated[int, typer.Option(help="Synthetic: gestures per sequence")] = 4,
+    stretch: Annotated[str, typer.Option(help="Time-stretch range LOW,HIGH per training recording")] = "1,1",
+    flip: Annotated[
+        float, typer.Option(help="Probability of a horizontal flip (left/right classes swap)")
+    ] = 0.0,
+    drop: Annotated[float, typer.Option(help="Fraction of events dropped at random")] = 0.0,
+    noise: Annotated[float, typer.Option(help="Spurious events per pixel and timestep")] = 0.0,
+    model_set: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Model config override KEY=VALUE (repeatable), e.g. head_decay=0.2"),
+    ] = None,
+    cache: Annotated[Path | None, typer.Option(help="Folder caching binned frames (HDF5)")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="Stop after this many optimizer steps")] = None,
+    time_limit: Annotated[
+        float | None, typer.Option(help="Start no new epoch after this many seconds of training")
+    ] = None,
+    no_test: Annotated[bool, typer.Option("--no-test", help="Skip the held-out test evaluation")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output")] = False,
+) -> None:
+    """Train a spiking transformer; writes best/last checkpoints, metrics and a test report to OUT."""
+    from core.train.trainer import TrainConfig, train
+
+    cfg = TrainConfig(
+        dataset=dataset,
+        root=None if root is None else str(root),
+        test_split=None if no_test else "test",
+        preset=preset,
+        attention=attention,
+        timesteps=timesteps,
+        step_us=step_us,
+        windows_per_clip=windows,
+        epochs=epochs,
+        batch_size=batch,
+        clips_per_epoch=clips_per_epoch,
+        lr=lr,
+        weight_decay=weight_decay,
+        amp=amp,
+        seed=seed,
+        out_dir=str(out),
+        resume=None if resume is None else str(resume),
+        device=device,
+        workers=workers,
+        n_train_seeds=train_seeds,
+        n_val_seeds=val_seeds,
+        n_test_seeds=test_seeds,
+        n_gestures=gestures,
+        time_stretch=_pair(stretch, "--stretch"),
+        flip_p=flip,
+        drop_p=drop,
+        noise_rate=noise,
+        cache_dir=None if cache is None else str(cache),
+        max_steps=max_steps,
+        time_limit_s=time_limit,
+        model_overrides=_overrides(model_set or []),
+    )
+    main_rank = os.environ.get("RANK", "0") == "0"
+    command = "dvsapp " + " ".join(sys.argv[1:]) if sys.argv else None
+    with _Progress(quiet=quiet or not main_rank) as progress:
+        train(cfg, on_event=progress, command=command)
+
+
+def eval_command(
+    paths: Annotated[
+        list[Path] | None, typer.Argument(help="Labeled recordings (files or folders); none = --dataset")
+    ] = None,
+    checkpoint: Annotated[Path | None, typer.Option(help="Checkpoint (default: the bundled model)")] = None,
+    dataset: Annotated[
+        str | None, typer.Option(help="synthetic | dvsgesture | tonic-dvsgesture | h5")
+    ] = None,
+    root: Annotated[Path | None, typer.Option(help="Dataset folder or file")] = None,
+    split: Annotated[str, typer.Option(help="Dataset split")] = "test",
+    seeds: Annotated[int | None, typer.Option(help="Synthetic: number of test sequences")] = None,
+    gestures: Annotated[int, typer.Option(help="Synthetic: gestures per sequence")] = 4,
+    report: Annotated[Path | None, typer.Option(help="Write the JSON report here")] = None,
+    confusion: Annotated[Path | None, typer.Option(help="Write the confusion matrix PNG here")] = None,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "cpu",
+    workers: Annotated[int, typer.Option(help="Processes for rendering / binning")] = 1,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite existing report files")] = False,
+) -> None:
+    """Score a checkpoint: clip and streaming accuracy, latency, per-class precision/recall, confusion."""
+    from core.train.evaluate import evaluate_checkpoint, format_report, save_confusion_png
+
+    for target in (report, confusion):
+        if target is not None and target.exists() and not force:
+            raise OutputExistsError("exists (use --force to overwrite)", path=target)
+    rep = evaluate_checkpoint(
+        checkpoint,
+        paths=paths or (),
+        dataset=dataset,
+        root=root,
+        split=split,
+        n_seeds=seeds,
+        n_gestures=gestures,
+        device=device,
+        workers=workers,
+    )
+    typer.echo(format_report(rep))
+    if report is not None:
+        rep.save_json(report)
+        typer.echo(f"report: {report}")
+    if confusion is not None:
+        save_confusion_png(rep, confusion)
+        typer.echo(f"confusion matrix: {confusion}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(handle_errors(train_command))
+    app.command("eval")(handle_errors(eval_command))

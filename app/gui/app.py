@@ -1,0 +1,62 @@
+"""Start the GUI: one QApplication, one :class:`~app.gui.main_window.MainWindow`."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from PySide6 import QtWidgets
+
+REPO = Path(__file__).resolve().parents[2]
+BUNDLED_RECORDING = REPO / "recordings" / "gestures.aedat4"
+
+
+def bundled_recording() -> Path:
+    """The sample recording ``dvsapp demo`` plays (made by ``recordings/make_recordings.py``)."""
+    from core.errors import EventFileError
+
+    if not BUNDLED_RECORDING.is_file():
+        raise EventFileError(
+            "the bundled recording is missing; run `python recordings/make_recordings.py`",
+            path=BUNDLED_RECORDING,
+        )
+    return BUNDLED_RECORDING
+
+
+def application() -> QtWidgets.QApplication:
+    """The running QApplication, created on first use."""
+    app = QtWidgets.QApplication.instance()
+    if app is None:
+        app = QtWidgets.QApplication(sys.argv[:1])
+        app.setOrganizationName("dvsapp")
+        app.setApplicationName("dvsapp")
+    return app  # type: ignore[return-value]
+
+
+def run_gui(
+    uri: str | os.PathLike | None = None,
+    *,
+    checkpoint: str | os.PathLike | None = None,
+    speed: float = 1.0,
+    play: bool = True,
+    loop: bool = False,
+) -> int:
+    """Open the main window (on ``uri`` when given) and run the Qt event loop; returns its exit code."""
+    from app.gui.main_window import MainWindow
+
+    app = application()
+    # import torch and the pipeline now: an import inside the worker thread would hold the GIL
+    # for seconds and freeze the first frames of the window
+    import core.classify  # noqa: F401
+    import core.pipeline  # noqa: F401
+
+    window = MainWindow()
+    window.loop_check.setChecked(loop)
+    window.set_speed(speed)
+    window.show()
+    if checkpoint is not None:
+        window.checkpoint = str(checkpoint)
+    if uri is not None:
+        window.open_uri(str(uri), play=play)
+    return int(app.exec())

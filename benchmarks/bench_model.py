@@ -1,0 +1,144 @@
+"""Latency of the spiking transformer per timestep, batch 1, streaming (state carried).
+
+For each preset and attention variant: build the model (eval), feed windows of
+``config.timesteps`` steps of random sparse event frames with the state carried,
+and report the median wall time per timestep and the real-time factor
+(``step_us`` / time per step).
+
+    OMP_NUM_THREADS=2 python benchmarks/bench_model.py                # all presets
+    python benchmarks/bench_model.py --presets tiny --threads 2 --windows 20
+    python benchmarks/bench_model.py --energy-only --presets tiny     # energy per window
+    python benchmarks/bench_model.py --energy-only --checkpoint core/model/pretrained/tiny_synth.safetensors
+
+Energy is estimated on a synthetic gesture window (``core.synth``) at the model's
+input size.  An untrained model runs with batch-statistics BN (train mode) so its
+neurons fire at realistic rates; a checkpoint runs in eval mode.
+
+Prints a Markdown table.  Timings, not tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+
+import torch
+
+from core.model import ATTENTIONS, build_model, estimate_energy, preset
+
+
+def sparse_frames(cfg, batch: int = 1, density: float = 0.05, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    shape = (cfg.timesteps, batch, cfg.in_channels, *cfg.input_hw)
+    return (torch.rand(shape, generator=g) < density).float()
+
+
+def gesture_frames(cfg, class_id: int = 1, seed: int = 0) -> torch.Tensor:
+    """One window ``[T, 1, P, H, W]`` of a synthetic gesture rendered at the model's input size."""
+    from core.binning import to_frames
+    from core.events import SensorSize
+    from core.synth import render_gesture
+
+    h, w = cfg.input_hw
+    start = 300_000
+    events = render_gesture(class_id, seed, duration_us=start + cfg.window_us, sensor_size=SensorSize(w, h))
+    frames = to_frames(
+        events,
+        SensorSize(w, h),
+        time_window_us=cfg.step_us,
+        start_time_us=start,
+        end_time_us=start + cfg.window_us,
+    )
+    return torch.from_numpy(frames[: cfg.timesteps]).float().unsqueeze(1)
+
+
+def energy_table(args) -> None:
+    from core.model import load_checkpoint
+
+    print(
+        "| model | attention | mean firing rate | SOPs / window | energy / window (uJ) | ANN energy (uJ) "
+        "| ANN / SNN | attention: vanilla ANN / ours |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    runs = []
+    if args.checkpoint:
+        model, _ = load_checkpoint(args.checkpoint)
+        runs.append((f"checkpoint {args.checkpoint.split('/')[-1]}", model.eval()))
+    else:
+        for name in args.presets:
+            for attention in args.attention:
+                runs.append(
+                    (
+                        f"{name} (untrained, batch-stat BN)",
+                        build_model(preset(name, attention=attention)).train(),
+                    )
+                )
+    for label, model in runs:
+        rep = estimate_energy(model, gesture_frames(model.config))
+        rates = list(rep.firing_rates.values())
+        print(
+            f"| {label} | {model.config.attention} | {sum(rates) / len(rates):.3f} | {rep.total_sops:.3g} "
+            f"| {rep.energy_pj * 1e-6:.2f} | {rep.ann_energy_pj * 1e-6:.2f} | {rep.energy_ratio:.1f} "
+            f"| {rep.attention_ratio:.0f} |",
+            flush=True,
+        )
+
+
+def time_per_step_ms(model, frames: torch.Tensor, windows: int, warmup: int = 2) -> tuple[float, float]:
+    """Median wall-clock and process-CPU ms per timestep over ``windows`` streamed windows.
+
+    The CPU time (all threads of this process) is robust to other processes
+    competing for the cores; wall time is what a live stream sees.
+    """
+    state = None
+    wall, cpu = [], []
+    with torch.inference_mode():
+        for i in range(warmup + windows):
+            t0, c0 = time.perf_counter(), time.process_time()
+            _, state = model(frames, state)
+            dt, dc = time.perf_counter() - t0, time.process_time() - c0
+            if i >= warmup:
+                wall.append(dt)
+                cpu.append(dc)
+    steps = frames.shape[0]
+    return statistics.median(wall) / steps * 1e3, statistics.median(cpu) / steps * 1e3
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--presets", nargs="+", default=["tiny", "small", "sdt-2-256"])
+    ap.add_argument("--attention", nargs="+", default=list(ATTENTIONS))
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--windows", type=int, default=10)
+    ap.add_argument("--energy-only", action="store_true", help="estimate energy per window instead of timing")
+    ap.add_argument("--checkpoint", default=None, help="energy of this checkpoint instead of fresh presets")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    if args.energy_only:
+        energy_table(args)
+        return
+    print(
+        f"# {platform.processor() or platform.machine()}, torch {torch.__version__}, {args.threads} threads"
+    )
+    cols = "| preset | attention | tokens | T | step | wall ms / timestep | CPU ms / timestep | x real time (wall) |"
+    print(cols)
+    print("|" + "---|" * (cols.count("|") - 1))
+    for name in args.presets:
+        for attention in args.attention:
+            cfg = preset(name, attention=attention)
+            model = build_model(cfg).eval()
+            frames = sparse_frames(cfg)
+            windows = args.windows if name == "tiny" else max(2, args.windows // 4)
+            ms, cpu_ms = time_per_step_ms(model, frames, windows)
+            row = (
+                f"| {name} | {attention} | {cfg.n_tokens} | {cfg.timesteps} | {cfg.step_us / 1000:g} ms "
+                f"| {ms:.2f} | {cpu_ms:.2f} | {cfg.step_us / 1000 / ms:.1f} |"
+            )
+            print(row, flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,281 @@
+"""``StreamingClassifier``: a model, its kept state and optional smoothing -> :class:`Prediction`.
+
+The classifier is model-agnostic: it calls ``model(frames [T, 1, P, H, W], state,
+taps=...) -> (logits [T, 1, C], state)`` under ``torch.inference_mode`` and keeps
+the returned state for the next window, so feeding a recording window by window
+gives the logits of one pass over the whole recording.  A prediction is the
+softmax of the last timestep's logits (the model's head already integrates them
+with a leaky integrator), optionally smoothed further across windows by an
+exponential moving average of the probabilities.
+
+Not thread-safe: one thread calls :meth:`StreamingClassifier.step` (the pipeline
+runs it on its own model thread).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from core.errors import CheckpointError, ConfigError
+from core.events import SensorSize, Window
+
+__all__ = ["Prediction", "StreamingClassifier", "load_classifier"]
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """What the classifier says about one window.
+
+    Attributes
+    ----------
+    t_us : int
+        Stream time the prediction refers to: the window's end (µs).
+    probs : ndarray [C] float32
+        Class probabilities (smoothed when the classifier smooths).
+    label : str
+        Name of the most probable class.
+    class_id : int
+        Its index (0-based).
+    confidence : float
+        Its probability.
+    taps : object or None
+        The model's :class:`~core.model.TapRecorder` for this window when the
+        classifier records taps, else ``None``.
+    latency_us : int
+        Wall time from the arrival of the window's last event to this prediction
+        (µs); the model time alone when the window carries no arrival time.
+    window_index : int
+        The window's index on the stream's grid.
+    t_start_us : int
+        The window's start (µs).
+    n_events : int
+        Events in the window.
+    model_ms : float
+        Wall time of the model step, milliseconds.
+    """
+
+    t_us: int
+    probs: np.ndarray
+    label: str
+    class_id: int
+    confidence: float
+    taps: Any = field(default=None, repr=False, compare=False)
+    latency_us: int = 0
+    window_index: int = 0
+    t_start_us: int = 0
+    n_events: int = 0
+    model_ms: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable summary (no taps)."""
+        return {
+            "window": self.window_index,
+            "t_start_us": self.t_start_us,
+            "t_us": self.t_us,
+            "n_events": self.n_events,
+            "label": self.label,
+            "class_id": self.class_id,
+            "confidence": round(float(self.confidence), 6),
+            "latency_ms": round(self.latency_us / 1000.0, 3),
+            "model_ms": round(self.model_ms, 3),
+            "probs": [round(float(p), 6) for p in self.probs],
+        }
+
+
+class StreamingClassifier:
+    """Classify a stream window by window, keeping the model state between windows.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        ``model(frames [T, B, P, H, W], state, taps=None) -> (logits [T, B, C], state)``.
+        When it has a ``config`` (:class:`~core.model.ModelConfig`), the input size,
+        ``step_us`` and timesteps per window are read from it.
+    class_names : sequence of str, optional
+        Default: ``model.config.class_names``.
+    device : str
+        Torch device the model runs on.
+    smoothing : float
+        Weight of the previous probabilities in an exponential moving average across
+        windows, ``p <- smoothing * p_prev + (1 - smoothing) * p`` (0 = none).
+    record_taps : bool
+        Attach a :class:`~core.model.TapRecorder` to every prediction (the GUI's
+        attention view); costs a little time.
+    input_size : SensorSize, optional
+        The model's input ``(W, H, P)``; default from ``model.config.input_hw``.
+    step_us, steps_per_window : int, optional
+        Binning the model expects; default ``model.config.step_us`` / ``timesteps``.
+    """
+
+    def __init__(
+        self,
+        model,
+        *,
+        class_names: Sequence[str] | None = None,
+        device: str = "cpu",
+        smoothing: float = 0.0,
+        record_taps: bool = False,
+        input_size: SensorSize | None = None,
+        step_us: int | None = None,
+        steps_per_window: int | None = None,
+    ) -> None:
+        import torch
+
+        config = getattr(model, "config", None)
+        if class_names is None:
+            class_names = getattr(config, "class_names", None)
+        if not class_names:
+            raise ConfigError("the classifier needs class names (none given, none in the model config)")
+        if input_size is None:
+            if config is None:
+                raise ConfigError("the classifier needs input_size (the model has no config)")
+            h, w = config.input_hw
+            input_size = SensorSize(int(w), int(h), int(getattr(config, "in_channels", 2)))
+        self.step_us = int(step_us if step_us is not None else getattr(config, "step_us", 0))
+        self.steps_per_window = int(
+            steps_per_window if steps_per_window is not None else getattr(config, "timesteps", 0)
+        )
+        if self.step_us <= 0 or self.steps_per_window <= 0:
+            raise ConfigError("the classifier needs positive step_us and steps_per_window")
+        if not 0.0 <= float(smoothing) < 1.0:
+            raise ConfigError(f"smoothing {smoothing} must be in [0, 1)")
+        self.model = model
+        self.class_names = tuple(str(c) for c in class_names)
+        self.device = torch.device(device)
+        self.smoothing = float(smoothing)
+        self.record_taps = bool(record_taps)
+        self.input_size = SensorSize(*input_size)
+        self.metadata: dict[str, Any] = {}
+        self.model.to(self.device)
+        self.model.eval()
+        self._state = None
+        self._probs: np.ndarray | None = None
+        self.n_windows = 0
+
+    @property
+    def window_us(self) -> int:
+        """Length of one window (µs)."""
+        return self.step_us * self.steps_per_window
+
+    @property
+    def state(self):
+        """The model state after the last window (``None`` before the first or after :meth:`reset`)."""
+        return self._state
+
+    def reset(self) -> None:
+        """Forget the stream: the next window starts from rest."""
+        self._state = None
+        self._probs = None
+        self.n_windows = 0
+
+    def logits(self, frames: np.ndarray):
+        """Run the model on ``frames [T, P, H, W]`` with the kept state; return logits ``[T, C]`` (tensor).
+
+        Updates the kept state.  Used by :meth:`step`; exposed for evaluation.
+        """
+        logits, _ = self._forward(frames, None)
+        return logits
+
+    def _forward(self, frames: np.ndarray, taps):
+        import torch
+
+        x = torch.from_numpy(np.ascontiguousarray(frames, dtype=np.float32)).to(self.device)
+        if x.dim() != 4:
+            raise ConfigError(f"window frames have shape {tuple(x.shape)}, expected [T, P, H, W]")
+        with torch.inference_mode():
+            if taps is None:
+                logits, state = self.model(x.unsqueeze(1), self._state)
+            else:
+                logits, state = self.model(x.unsqueeze(1), self._state, taps=taps)
+        self._state = state
+        return logits[:, 0], taps
+
+    def step(self, window: Window) -> Prediction:
+        """Classify one window (the next on the stream) and keep the state.
+
+        Parameters
+        ----------
+        window : Window
+            ``frames [T, P, H, W]`` at the model's input size and binning.
+
+        Returns
+        -------
+        Prediction
+        """
+        import torch
+
+        taps = None
+        if self.record_taps:
+            from core.model import TapRecorder
+
+            taps = TapRecorder()
+        start = time.monotonic()
+        logits, taps = self._forward(window.frames, taps)
+        probs = torch.softmax(logits[-1].float(), dim=-1).cpu().numpy().astype(np.float32)
+        done = time.monotonic()
+        if self.smoothing and self._probs is not None:
+            probs = (self.smoothing * self._probs + (1.0 - self.smoothing) * probs).astype(np.float32)
+        self._probs = probs
+        self.n_windows += 1
+        class_id = int(np.argmax(probs))
+        ref = window.arrival_s if window.arrival_s is not None else start
+        return Prediction(
+            t_us=int(window.t_end_us),
+            probs=probs,
+            label=self.class_names[class_id] if class_id < len(self.class_names) else str(class_id),
+            class_id=class_id,
+            confidence=float(probs[class_id]),
+            taps=taps,
+            latency_us=max(0, int(round((done - ref) * 1e6))),
+            window_index=int(window.index),
+            t_start_us=int(window.t_start_us),
+            n_events=int(window.n_events),
+            model_ms=(done - start) * 1e3,
+        )
+
+
+def load_classifier(
+    checkpoint: str | os.PathLike | None = None,
+    *,
+    device: str = "cpu",
+    smoothing: float = 0.0,
+    record_taps: bool = False,
+) -> StreamingClassifier:
+    """A :class:`StreamingClassifier` around a saved model.
+
+    Parameters
+    ----------
+    checkpoint : path-like, optional
+        A ``.safetensors`` checkpoint written by :func:`core.model.save_checkpoint`;
+        ``None`` loads the bundled model (``core/model/pretrained/tiny_synth.safetensors``).
+
+    Raises
+    ------
+    CheckpointError
+        Missing, corrupt or mismatched checkpoint (also when the bundled model is absent).
+    """
+    from core.model import bundled_checkpoint, load_checkpoint
+
+    if checkpoint is None:
+        path = Path(bundled_checkpoint())
+        if not path.is_file():
+            raise CheckpointError(
+                "no bundled model yet: train one with `dvsapp train` or pass --model CKPT", path=path
+            )
+    else:
+        path = Path(checkpoint)
+    model, metadata = load_checkpoint(path, map_location=device)
+    names = metadata.get("class_names") or list(model.config.class_names)
+    clf = StreamingClassifier(
+        model, class_names=names, device=device, smoothing=smoothing, record_taps=record_taps
+    )
+    clf.metadata = dict(metadata)
+    clf.metadata["path"] = str(path)
+    return clf

@@ -1,0 +1,52 @@
+"""The one error hierarchy of dvsapp.
+
+Every layer raises one of these for bad input; the CLI maps them to a single
+line and exit status 2, the GUI shows the message and keeps running.  Messages
+name the file (or source) and what is wrong, on one line.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+class DvsAppError(Exception):
+    """Base class of every error dvsapp raises on purpose."""
+
+    def __init__(self, message: str, *, path: str | os.PathLike | None = None) -> None:
+        self.path = None if path is None else os.fspath(path)
+        self.reason = " ".join(str(message).split())  # always one line
+        text = self.reason if self.path is None else f"{self.path}: {self.reason}"
+        super().__init__(text)
+
+
+class EventFileError(DvsAppError):
+    """An event file exists in a known format but cannot be read (truncated, corrupt, bad values)."""
+
+
+class UnsupportedFormat(EventFileError):
+    """The file is not in any format dvsapp can read or write, or is not a file at all."""
+
+
+class EventDataError(DvsAppError):
+    """Event arrays that break the event model (unsorted time, coordinates outside the sensor...)."""
+
+
+class SourceError(DvsAppError):
+    """A live or replayed event source failed (lost stream, missing camera, bad URI)."""
+
+
+class CheckpointError(DvsAppError):
+    """A model checkpoint is missing, corrupt, or does not match its config."""
+
+
+class LabelError(DvsAppError):
+    """A label file or segment list is malformed."""
+
+
+class ConfigError(DvsAppError):
+    """A configuration value is out of range or inconsistent."""
+
+
+class OutputExistsError(DvsAppError):
+    """Refusing to overwrite an existing output file without --force."""

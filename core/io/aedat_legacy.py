@@ -1,0 +1,372 @@
+"""jAER / cAER AEDAT 2.0 and 3.1 readers, vectorised with numpy (no other library reads these right).
+
+AEDAT 2.0 (jAER, e.g. DVS128 recordings)
+    ``#`` header lines (``\\r\\n``), then big-endian ``(int32 address, int32
+    timestamp_us)`` pairs.  Only the DVS128 address layout is supported (the
+    ``AEChip`` header line, when present, must name a DVS128/Tmpdiff128 class)::
+
+        bit 15      external (sync) event -> skipped
+        bits 14-8   raw y      bits 7-1   raw x      bit 0   raw polarity
+
+    jAER stores the *raw* USB address.  We convert it exactly as libcaer does
+    when it writes AEDAT 3.1 (``dvs128EventTranslator``): ``x = 127 - raw_x``
+    (the camera is mounted flipped), ``y = 127 - raw_y`` (computer-graphics
+    origin: (0, 0) is the top-left pixel) and ``p = (raw_polarity == 0)``
+    (the hardware polarity bit is inverted: 0 means ON).  A DVS128 scene thus
+    decodes to the same coordinates from a 2.0 file and from a 3.1 file, and
+    the 3.1 coordinates equal tonic's ``read_dvs_ibm`` (DVS Gesture) output.
+    The 32-bit timestamps wrap around after 2**32 us; a backward jump of more
+    than 2**31 us is taken as a wrap and unwrapped into int64.
+
+AEDAT 3.1 (cAER / DV, e.g. DVS128 Gesture)
+    ``#`` header lines ending with ``#!END-HEADER\\r\\n``, then packets, each a
+    28-byte little-endian header ``(int16 eventType, int16 eventSource, int32
+    eventSize, int32 eventTSOffset, int32 eventTSOverflow, int32 eventCapacity,
+    int32 eventNumber, int32 eventValid)`` followed by ``eventCapacity *
+    eventSize`` bytes.  Polarity packets (eventType 1) hold 8-byte events
+    ``(uint32 data, int32 timestamp)``: ``valid = data & 1``, ``p = (data >>
+    1) & 1``, ``y = (data >> 2) & 0x1FFF``, ``x = (data >> 17) & 0x1FFF``;
+    the full timestamp is ``(eventTSOverflow << 31) | timestamp`` us.  Only the
+    first ``eventNumber`` events are used and invalid ones are dropped.  Other
+    packet types (special, frame, IMU...) are skipped without decoding.
+    Packets from a second event source are skipped too (the first polarity
+    source is read).
+
+Both readers memory-map the file; every count the file claims is checked
+against the file size before anything is allocated.
+"""
+
+from __future__ import annotations
+
+import mmap
+import re
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from core.errors import EventFileError, UnsupportedFormat
+from core.events import EVENT_DTYPE, SensorSize, empty_events
+from core.io import _kernels
+from core.io.base import DEFAULT_CHUNK_EVENTS, EventChecker, EventReader
+
+MAX_HEADER_BYTES = 16 << 20
+"""Header lines beyond this many bytes mean a corrupt file (jAER prefs dumps stay far below)."""
+
+POLARITY_EVENT = 1
+PACKET_HEADER = struct.Struct("<hhiiiiii")
+PACKET_HEADER_BYTES = PACKET_HEADER.size  # 28
+
+#: sensor geometry of the device names found in ``#Source`` / ``AEChip`` header lines
+DEVICE_SIZES: dict[str, SensorSize] = {
+    "dvs128": SensorSize(128, 128),
+    "tmpdiff128": SensorSize(128, 128),
+    "davis240": SensorSize(240, 180),
+    "davis346": SensorSize(346, 260),
+    "davis640": SensorSize(640, 480),
+    "dvxplorer lite": SensorSize(320, 240),
+    "dvxplorer": SensorSize(640, 480),
+    "dvs132s": SensorSize(132, 104),
+}
+
+
+def device_size(name: str) -> SensorSize | None:
+    """Sensor size for a device name (longest matching key wins), or None."""
+    low = name.lower()
+    for key in sorted(DEVICE_SIZES, key=len, reverse=True):
+        if key in low:
+            return DEVICE_SIZES[key]
+    return None
+
+
+def read_header_lines(mm: mmap.mmap | bytes, path: Path) -> tuple[list[str], int]:
+    """Parse ``#`` header lines; return (lines without ``#`` and line ends, data start offset)."""
+    pos = 0
+    lines: list[str] = []
+    size = len(mm)
+    while pos < size and mm[pos : pos + 1] == b"#":
+        end = mm.find(b"\n", pos, min(size, pos + MAX_HEADER_BYTES))
+        if end < 0:
+            raise EventFileError(f"header line at byte {pos} never ends (corrupt header)", path=path)
+        lines.append(bytes(mm[pos + 1 : end]).rstrip(b"\r").decode("latin-1"))
+        pos = end + 1
+        if pos > MAX_HEADER_BYTES:
+            raise EventFileError(f"header longer than {MAX_HEADER_BYTES} bytes (corrupt header)", path=path)
+        if lines[-1].startswith("!END-HEADER"):
+            break
+    return lines, pos
+
+
+class _MappedReader(EventReader):
+    """Shared plumbing: a read-only memory map of the whole file."""
+
+    def __init__(self, path) -> None:
+        super().__init__(path)
+        with open(self.path, "rb") as fh:
+            self._mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+        self._size = len(self._mm)
+        self._buf = np.frombuffer(self._mm, dtype=np.uint8)
+
+    def close(self) -> None:
+        del self._buf
+        self._mm.close()
+
+
+# --------------------------------------------------------------------------------------------------
+# AEDAT 2.0
+# --------------------------------------------------------------------------------------------------
+
+_U32_WRAP = np.int64(1) << 32
+
+
+def decode_dvs128_aedat2(raw: np.ndarray, wraps: int, last_ts: int | None) -> tuple[np.ndarray, int, int]:
+    """Decode big-endian (address, timestamp) pairs of the DVS128 layout.
+
+    Parameters
+    ----------
+    raw : np.ndarray
+        ``[N, 2]`` big-endian uint32 (address, timestamp).
+    wraps, last_ts : int
+        Timestamp wrap count and last raw timestamp from the previous chunk.
+
+    Returns
+    -------
+    (events, wraps, last_ts)
+        EVENT_DTYPE array (external events removed) and the updated state.
+    """
+    n = len(raw)
+    if n == 0:
+        return empty_events(), wraps, -1 if last_ts is None else last_ts
+    addr = raw[:, 0].astype(np.uint32)
+    ts = raw[:, 1].astype(np.int64)
+    prev = np.empty(n, dtype=np.int64)
+    prev[0] = ts[0] if last_ts is None else last_ts
+    prev[1:] = ts[:-1]
+    wrap_steps = np.cumsum((ts - prev) < -(1 << 31))
+    t = ts + (wraps + wrap_steps) * _U32_WRAP
+    new_wraps = wraps + int(wrap_steps[-1])
+    keep = (addr & 0x8000) == 0
+    ev = np.empty(n, dtype=EVENT_DTYPE)
+    ev["x"] = 127 - ((addr >> 1) & 0x7F)
+    ev["y"] = 127 - ((addr >> 8) & 0x7F)
+    ev["t"] = t
+    ev["p"] = (addr & 1) == 0
+    if not keep.all():
+        ev = ev[keep]
+    return ev, new_wraps, int(ts[-1])
+
+
+class Aedat2Reader(_MappedReader):
+    """AEDAT 2.0 (jAER) reader for the DVS128 address layout; see the module docstring."""
+
+    format_name = "aedat2"
+
+    def __init__(self, path) -> None:
+        super().__init__(path)
+        lines, self._start = read_header_lines(self._mm, self.path)
+        if not lines or not lines[0].startswith("!AER-DAT2"):
+            raise UnsupportedFormat("not an AEDAT 2.0 file (no #!AER-DAT2.0 line)", path=self.path)
+        chip = next((ln.split(":", 1)[1].strip() for ln in lines if "AEChip:" in ln), None)
+        if chip is not None and device_size(chip) != SensorSize(128, 128):
+            raise UnsupportedFormat(f"AEDAT 2.0 chip class {chip!r}: only DVS128 addresses are supported", path=self.path)
+        body = self._size - self._start
+        if body % 8:
+            raise EventFileError(
+                f"truncated: {body} data bytes after the header is not a whole number of 8-byte events",
+                path=self.path,
+            )
+        self._n_raw = body // 8
+        self._sensor_size = SensorSize(128, 128)
+        self.metadata.update(camera=chip.rsplit(".", 1)[-1] if chip else "DVS128", header=lines[:20])
+
+    def _chunks(self, chunk_events: int) -> Iterator[np.ndarray]:
+        wraps, last_ts = 0, None
+        for i0 in range(0, self._n_raw, chunk_events):
+            n = min(chunk_events, self._n_raw - i0)
+            if _kernels.HAVE_NUMBA:
+                ev = np.empty(n, dtype=EVENT_DTYPE)
+                words = np.frombuffer(self._mm, dtype="<u4", count=2 * n, offset=self._start + 8 * i0)
+                k, wraps, last = _kernels.decode_aedat2_dvs128(
+                    words, n, wraps, -1 if last_ts is None else last_ts,
+                    ev["x"], ev["y"], ev["t"], ev["p"],
+                )
+                last_ts = int(last)
+                yield ev if k == n else ev[:k]
+                continue
+            raw = np.frombuffer(self._mm, dtype=">u4", count=2 * n, offset=self._start + 8 * i0).reshape(n, 2)
+            ev, wraps, last_ts = decode_dvs128_aedat2(raw, wraps, last_ts)
+            yield ev
+
+
+# --------------------------------------------------------------------------------------------------
+# AEDAT 3.1
+# --------------------------------------------------------------------------------------------------
+
+_POLARITY_RAW = np.dtype([("data", "<u4"), ("ts", "<i4")])
+
+
+def decode_polarity31(raw: np.ndarray, overflow: np.ndarray | int, all_valid: bool) -> np.ndarray:
+    """Decode AEDAT 3.1 polarity events.
+
+    Parameters
+    ----------
+    raw : np.ndarray
+        ``[N]`` structured ``(data uint32, ts int32)`` records.
+    overflow : int or np.ndarray
+        ``eventTSOverflow`` of the packet, or one value per event ``[N]``.
+    all_valid : bool
+        Skip the per-event valid-bit filter (the packet header says all are valid).
+
+    Returns
+    -------
+    np.ndarray
+        EVENT_DTYPE ``[M]``, ``M <= N``; ``t`` in microseconds.
+    """
+    n = len(raw)
+    ev = np.empty(n, dtype=EVENT_DTYPE)
+    d = raw["data"]
+    tmp = np.right_shift(d, 17)
+    np.bitwise_and(tmp, 0x1FFF, out=tmp)
+    ev["x"] = tmp
+    np.right_shift(d, 2, out=tmp)
+    np.bitwise_and(tmp, 0x1FFF, out=tmp)
+    ev["y"] = tmp
+    np.right_shift(d, 1, out=tmp)
+    np.bitwise_and(tmp, 1, out=tmp)
+    ev["p"] = tmp
+    ev["t"] = raw["ts"]
+    if np.any(overflow):
+        ev["t"] |= np.left_shift(np.asarray(overflow, dtype=np.int64), 31)
+    if not all_valid:
+        ev = ev[(d & 1).astype(bool)]
+    return ev
+
+
+class Aedat31Reader(_MappedReader):
+    """AEDAT 3.1 (cAER / DV, DVS128 Gesture) reader; see the module docstring."""
+
+    format_name = "aedat31"
+
+    def __init__(self, path) -> None:
+        super().__init__(path)
+        lines, self._start = read_header_lines(self._mm, self.path)
+        if not lines or not lines[0].startswith("!AER-DAT3"):
+            raise UnsupportedFormat("not an AEDAT 3.x file (no #!AER-DAT3.1 line)", path=self.path)
+        if not lines[-1].startswith("!END-HEADER"):
+            raise EventFileError("header has no #!END-HEADER line (corrupt or truncated header)", path=self.path)
+        sources = {}
+        for ln in lines:
+            m = re.match(r"-?Source (\d+):\s*(.*)", ln)
+            if m and not ln.startswith("-"):
+                sources[int(m.group(1))] = m.group(2).strip()
+        self._packets = self._scan_packets()
+        source_id = self._packets[0][3] if self._packets else None
+        camera = sources.get(source_id) if source_id is not None else None
+        camera = camera or (next(iter(sources.values())) if sources else None)
+        size = device_size(camera) if camera else None
+        if size is not None:
+            self._sensor_size = size
+        exact = all(p[2] for p in self._packets)
+        self.metadata.update(
+            camera=camera,
+            n_events=sum(p[1] for p in self._packets) if exact else None,
+            n_packets=len(self._packets),
+            header=lines,
+        )
+
+    def _scan_packets(self) -> list[tuple[int, int, bool, int, int]]:
+        """Polarity packets as (data offset, n events, all valid, source, tsOverflow); checks sizes."""
+        mm, size, pos = self._mm, self._size, self._start
+        out: list[tuple[int, int, bool, int, int]] = []
+        first_source: int | None = None
+        unpack = PACKET_HEADER.unpack_from
+        while pos < size:
+            if pos + PACKET_HEADER_BYTES > size:
+                raise EventFileError(
+                    f"truncated: packet header at byte {pos} needs 28 bytes, only {size - pos} remain",
+                    path=self.path,
+                )
+            etype, source, esize, _tsoff, overflow, capacity, number, valid = unpack(mm, pos)
+            if esize <= 0 or capacity < 0 or number < 0 or valid < 0 or number > capacity or valid > number:
+                raise EventFileError(
+                    f"corrupt packet header at byte {pos} (eventSize={esize}, capacity={capacity}, "
+                    f"number={number}, valid={valid})",
+                    path=self.path,
+                )
+            body = esize * capacity
+            data = pos + PACKET_HEADER_BYTES
+            if data + body > size:
+                raise EventFileError(
+                    f"truncated: packet at byte {pos} claims {body} bytes of events, only {size - data} remain",
+                    path=self.path,
+                )
+            if etype == POLARITY_EVENT and number:
+                if esize != 8:
+                    raise EventFileError(
+                        f"polarity packet at byte {pos} has eventSize={esize}, expected 8", path=self.path
+                    )
+                if overflow < 0:
+                    raise EventFileError(f"packet at byte {pos} has negative eventTSOverflow", path=self.path)
+                if first_source is None:
+                    first_source = source
+                if source == first_source:
+                    out.append((data, number, valid == number, source, overflow))
+            pos = data + body
+        return out
+
+    def _chunks(self, chunk_events: int) -> Iterator[np.ndarray]:
+        batch: list[tuple[int, int, int, bool]] = []  # (offset, n, overflow, all_valid)
+        n_batch = 0
+        for offset, number, all_valid, _source, overflow in self._packets:
+            i0 = 0
+            while i0 < number:
+                take = min(number - i0, chunk_events - n_batch)
+                batch.append((offset + 8 * i0, take, overflow, all_valid))
+                n_batch += take
+                i0 += take
+                if n_batch >= chunk_events:
+                    yield self._decode_batch(batch)
+                    batch, n_batch = [], 0
+        if batch:
+            yield self._decode_batch(batch)
+
+    def _decode_batch(self, batch: list[tuple[int, int, int, bool]]) -> np.ndarray:
+        if _kernels.HAVE_NUMBA:
+            offsets = np.array([b[0] for b in batch], dtype=np.int64)
+            counts = np.array([b[1] for b in batch], dtype=np.int64)
+            overflows = np.array([b[2] for b in batch], dtype=np.int64)
+            ev = np.empty(int(counts.sum()), dtype=EVENT_DTYPE)
+            cols = (ev["x"], ev["y"], ev["t"], ev["p"])
+            check_valid = not all(b[3] for b in batch)
+            align = int(offsets[0]) % 4
+            if len(offsets) and bool(np.all(offsets % 4 == align)):  # one uint32 view serves every packet
+                words = np.frombuffer(self._mm, dtype="<u4", count=(self._size - align) // 4, offset=align)
+                k = _kernels.decode_aedat31_words(words, (offsets - align) // 4, counts, overflows, check_valid, *cols)
+            else:
+                k = _kernels.decode_aedat31(self._buf, offsets, counts, overflows, check_valid, *cols)
+            return ev if k == len(ev) else ev[:k]
+        views = [np.frombuffer(self._mm, dtype=_POLARITY_RAW, count=n, offset=off) for off, n, _, _ in batch]
+        raw = views[0] if len(views) == 1 else np.concatenate(views)
+        overflows = [ov for _, _, ov, _ in batch]
+        if any(overflows):
+            overflow: np.ndarray | int = np.repeat(np.asarray(overflows, dtype=np.int64), [n for _, n, _, _ in batch])
+        else:
+            overflow = 0
+        return decode_polarity31(raw, overflow, all(v for _, _, _, v in batch))
+
+    def read_all(self) -> np.ndarray:
+        """All polarity events, decoded in chunks straight into one preallocated array."""
+        exact = self.metadata["n_events"]
+        if exact is None:
+            return super().read_all()
+        if _kernels.HAVE_NUMBA:  # one pass straight into the result, then one check pass
+            batch = [(off, n, ov, valid) for off, n, valid, _src, ov in self._packets]
+            ev = self._decode_batch(batch) if batch else empty_events()
+            return EventChecker(self.path, self.sensor_size)(ev)
+        out = np.empty(exact, dtype=EVENT_DTYPE)
+        i = 0
+        for chunk in self.iter_chunks(DEFAULT_CHUNK_EVENTS * 4):
+            out[i : i + len(chunk)] = chunk
+            i += len(chunk)
+        return out

@@ -1,0 +1,208 @@
+"""The project's own HDF5 recording / dataset format (``.h5`` / ``.hdf5``).
+
+Layout (``format_version`` 1)::
+
+    /                      attrs: dvsapp_format="events", format_version=1,
+                                  width, height, polarities, camera,
+                                  metadata (JSON text of any other facts)
+    /events/x  [N] int16   chunked, gzip level 1 + shuffle
+    /events/y  [N] int16
+    /events/t  [N] int64   microseconds, sorted
+    /events/p  [N] uint8   1 = ON
+    /labels    [K, 3] int64 (optional): class_id (0-based), start_us, end_us
+               attrs: class_names (JSON list of str, as core.labels writes it)
+
+Columns are stored separately so each compresses well and a time slice reads
+only the rows it needs.  Events are written and read back losslessly.  Files
+with the same ``events`` group but other column types are accepted (cast by
+name); other HDF5 layouts raise :class:`UnsupportedFormat`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from core.errors import EventFileError, UnsupportedFormat
+from core.events import EVENT_DTYPE, SensorSize
+from core.io.base import EventReader
+
+CHUNK_ROWS = 1 << 17
+FORMAT_VERSION = 1
+_COLS = (("x", np.int16), ("y", np.int16), ("t", np.int64), ("p", np.uint8))
+
+
+def _h5py():
+    import h5py
+
+    return h5py
+
+
+class Hdf5Reader(EventReader):
+    """Reader of the layout above; also exposes stored label segments."""
+
+    format_name = "hdf5"
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        super().__init__(path)
+        h5py = _h5py()
+        try:
+            with h5py.File(self.path, "r") as f:
+                grp = f.get("events")
+                if not isinstance(grp, h5py.Group) or any(c not in grp for c, _ in _COLS):
+                    raise UnsupportedFormat("HDF5 file has no /events group with x, y, t, p datasets", path=self.path)
+                lengths = {grp[c].shape for c, _ in _COLS}
+                if len(lengths) != 1 or len(next(iter(lengths))) != 1:
+                    raise EventFileError(f"/events columns differ in shape: {sorted(lengths)}", path=self.path)
+                self._n = int(grp["t"].shape[0])
+                attrs = dict(f.attrs)
+                if "width" in attrs and "height" in attrs:
+                    self._sensor_size = SensorSize(
+                        int(attrs["width"]), int(attrs["height"]), int(attrs.get("polarities", 2))
+                    )
+                extra = json.loads(_text(attrs.get("metadata", "{}")))
+                t0 = int(grp["t"][0]) if self._n else None
+                t1 = int(grp["t"][-1]) if self._n else None
+                self._labels = None
+                if "labels" in f:
+                    self._labels = np.asarray(f["labels"][...], dtype=np.int64)
+                    names = f["labels"].attrs.get("class_names")
+                    self._class_names = _class_names(names)
+        except (UnsupportedFormat, EventFileError):
+            raise
+        except (OSError, KeyError, ValueError, json.JSONDecodeError) as exc:
+            raise EventFileError(f"corrupt HDF5 file: {' '.join(str(exc).split())}", path=self.path) from None
+        camera = _text(attrs.get("camera", "")) or None
+        self.metadata.update(
+            camera=camera,
+            n_events=self._n,
+            duration_us=(t1 - t0) if self._n else 0,
+            stored_metadata=extra,
+            has_labels=self._labels is not None,
+        )
+
+    def _chunks(self, chunk_events: int) -> Iterator[np.ndarray]:
+        h5py = _h5py()
+        try:
+            with h5py.File(self.path, "r") as f:
+                grp = f["events"]
+                for i0 in range(0, self._n, chunk_events):
+                    i1 = min(self._n, i0 + chunk_events)
+                    ev = np.empty(i1 - i0, dtype=EVENT_DTYPE)
+                    for c, _ in _COLS:
+                        ev[c] = grp[c][i0:i1]
+                    yield ev
+        except (OSError, KeyError, ValueError) as exc:
+            raise EventFileError(f"corrupt HDF5 event data: {' '.join(str(exc).split())}", path=self.path) from None
+
+    def read_all(self) -> np.ndarray:
+        # whole columns straight into the structured array (no chunk concatenation)
+        h5py = _h5py()
+        ev = np.empty(self._n, dtype=EVENT_DTYPE)
+        try:
+            with h5py.File(self.path, "r") as f:
+                grp = f["events"]
+                for c, _ in _COLS:
+                    ev[c] = grp[c][...]
+        except (OSError, KeyError, ValueError) as exc:
+            raise EventFileError(f"corrupt HDF5 event data: {' '.join(str(exc).split())}", path=self.path) from None
+        from core.io.base import EventChecker
+
+        return EventChecker(self.path, self.sensor_size)(ev)
+
+    def label_rows(self) -> tuple[np.ndarray, list[str] | None] | None:
+        """Stored label segments as ``([K, 3] int64 (class_id, start_us, end_us), class_names)``, or None."""
+        if self._labels is None:
+            return None
+        return self._labels, self._class_names
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _class_names(raw) -> list[str] | None:
+    """``class_names`` attribute: a JSON list (as core.labels writes it) or an array of strings."""
+    if raw is None:
+        return None
+    if isinstance(raw, (bytes, str)):
+        try:
+            names = json.loads(_text(raw))
+        except json.JSONDecodeError:
+            return [_text(raw)]
+        return [str(n) for n in names] if isinstance(names, list) else None
+    return [_text(n) for n in np.asarray(raw).ravel()]
+
+
+class Hdf5Writer:
+    """Streaming writer of the layout above (resizable chunked columns)."""
+
+    def __init__(
+        self,
+        path: Path,
+        sensor_size: SensorSize,
+        metadata: dict | None = None,
+        *,
+        compression: str | None = "gzip",
+        compression_opts: int | None = 1,
+    ) -> None:
+        h5py = _h5py()
+        meta = dict(metadata or {})
+        self._f = h5py.File(path, "w")
+        self._f.attrs["dvsapp_format"] = "events"
+        self._f.attrs["format_version"] = FORMAT_VERSION
+        self._f.attrs["width"] = int(sensor_size[0])
+        self._f.attrs["height"] = int(sensor_size[1])
+        self._f.attrs["polarities"] = int(sensor_size[2]) if len(sensor_size) > 2 else 2
+        self._f.attrs["camera"] = str(meta.pop("camera", None) or "")
+        labels = meta.pop("labels", None)
+        class_names = meta.pop("class_names", None)
+        self._f.attrs["metadata"] = json.dumps(meta, default=str)
+        grp = self._f.create_group("events")
+        opts = {"compression": compression, "compression_opts": compression_opts} if compression else {}
+        self._cols = {
+            c: grp.create_dataset(c, shape=(0,), maxshape=(None,), dtype=dt, chunks=(CHUNK_ROWS,), shuffle=bool(compression), **opts)
+            for c, dt in _COLS
+        }
+        self._n = 0
+        if labels is not None:
+            self.write_labels(labels, class_names)
+
+    def write(self, events: np.ndarray) -> None:
+        k = len(events)
+        if not k:
+            return
+        for c, dset in self._cols.items():
+            dset.resize((self._n + k,))
+            dset[self._n :] = events[c]
+        self._n += k
+
+    def write_labels(self, segments: Sequence, class_names: Sequence[str] | None = None) -> None:
+        """Store label segments (objects with class_id/start_us/end_us, or rows of 3 ints)."""
+        rows = np.asarray(
+            [
+                (s.class_id, s.start_us, s.end_us) if hasattr(s, "class_id") else tuple(s)
+                for s in segments
+            ],
+            dtype=np.int64,
+        ).reshape(-1, 3)
+        if "labels" in self._f:
+            del self._f["labels"]
+        dset = self._f.create_dataset("labels", data=rows)
+        if class_names is not None:
+            dset.attrs["class_names"] = json.dumps([str(n) for n in class_names])
+
+    def close(self) -> None:
+        self._f.close()
+
+    def abort(self) -> None:
+        self._f.close()
+
+
+def read_hdf5_labels(path: str | os.PathLike) -> tuple[np.ndarray, list[str] | None] | None:
+    """Label rows stored in an HDF5 recording (see :meth:`Hdf5Reader.label_rows`)."""
+    return Hdf5Reader(path).label_rows()

@@ -1,0 +1,154 @@
+"""CSV / TXT event files: one event per line.
+
+Reading
+    Fields separated by commas, semicolons or whitespace; lines starting with
+    ``#`` are comments.  An optional first line names the columns (``t`` or
+    ``timestamp``, ``x``, ``y``, ``p`` or ``polarity``, any order); without
+    it the order is ``t x y p`` (the rpg / ESIM ``events.txt`` layout).
+    Timestamps written with a decimal point or exponent are seconds (rpg
+    style) and become integer microseconds (rounded); integers are already
+    microseconds.  Polarity: ``1`` is ON, ``0`` or ``-1`` is OFF.  Sensor size:
+    a ``# sensor WxH`` comment when present, else the largest coordinates + 1.
+
+Writing (:class:`CsvWriter`)
+    ``# sensor WxH`` comment, a ``t,x,y,p`` header, then integer microseconds,
+    so a round trip is exact.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from core.errors import EventFileError
+from core.events import EVENT_DTYPE, SensorSize
+from core.io.base import EventReader
+
+_ALIASES = {"t": "t", "ts": "t", "timestamp": "t", "time": "t", "x": "x", "y": "y", "p": "p", "pol": "p", "polarity": "p"}
+_SPLIT = re.compile(r"[,;\s]+")
+
+
+class CsvReader(EventReader):
+    """Text reader (module docstring)."""
+
+    format_name = "csv"
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        super().__init__(path)
+        self._order = ("t", "x", "y", "p")
+        self._skip = 0
+        with open(self.path, "rb") as fh:
+            for raw in fh:
+                line = raw.decode("utf-8", "replace").strip()
+                if not line:
+                    self._skip += 1
+                    continue
+                if line.startswith("#"):
+                    m = re.search(r"sensor\s+(\d+)\s*x\s*(\d+)", line)
+                    if m:
+                        self._sensor_size = SensorSize(int(m.group(1)), int(m.group(2)))
+                    self._skip += 1
+                    continue
+                fields = [f for f in _SPLIT.split(line) if f]
+                if fields and not _is_number(fields[0]):
+                    names = [_ALIASES.get(f.lower()) for f in fields]
+                    if sorted(n for n in names if n) != ["p", "t", "x", "y"] or len(names) != 4:
+                        raise EventFileError(f"CSV header {line[:80]!r} does not name columns t, x, y, p", path=self.path)
+                    self._order = tuple(names)  # type: ignore[assignment]
+                    self._skip += 1
+                    self._seconds = None
+                else:
+                    t_text = fields[self._order.index("t")] if len(fields) == 4 else ""
+                    self._seconds = "." in t_text or "e" in t_text.lower()
+                break
+        self.metadata.update(columns=" ".join(self._order))
+
+    def _parse(self, lines: list[bytes], first_line: int) -> np.ndarray:
+        try:
+            table = np.loadtxt(
+                [ln.decode("utf-8", "replace").replace(",", " ").replace(";", " ") for ln in lines],
+                dtype=np.float64 if self._seconds else np.int64,
+                ndmin=2,
+                comments="#",
+            )
+        except ValueError as exc:
+            raise EventFileError(
+                f"bad CSV line near line {first_line}: {' '.join(str(exc).split())[:120]}", path=self.path
+            ) from None
+        if table.size == 0:
+            return np.empty(0, dtype=EVENT_DTYPE)
+        if table.shape[1] != 4:
+            raise EventFileError(f"line {first_line}: expected 4 columns t x y p, got {table.shape[1]}", path=self.path)
+        ev = np.empty(len(table), dtype=EVENT_DTYPE)
+        cols = {name: table[:, i] for i, name in enumerate(self._order)}
+        ev["t"] = np.rint(cols["t"] * 1e6) if self._seconds else cols["t"]
+        ev["x"] = cols["x"]
+        ev["y"] = cols["y"]
+        ev["p"] = cols["p"] > 0
+        return ev
+
+    def _chunks(self, chunk_events: int) -> Iterator[np.ndarray]:
+        if getattr(self, "_seconds", None) is None:
+            self._seconds = self._detect_seconds()
+        with open(self.path, "rb") as fh:
+            for _ in range(self._skip):
+                fh.readline()
+            line_no = self._skip + 1
+            batch: list[bytes] = []
+            for raw in fh:
+                if raw.strip():
+                    batch.append(raw)
+                if len(batch) >= chunk_events:
+                    yield self._parse(batch, line_no)
+                    line_no += len(batch)
+                    batch = []
+            if batch:
+                yield self._parse(batch, line_no)
+
+    def _detect_seconds(self) -> bool:
+        with open(self.path, "rb") as fh:
+            for _ in range(self._skip):
+                fh.readline()
+            for raw in fh:
+                fields = [f for f in _SPLIT.split(raw.decode("utf-8", "replace").strip()) if f]
+                if len(fields) == 4 and not fields[0].startswith("#"):
+                    t_text = fields[self._order.index("t")]
+                    return "." in t_text or "e" in t_text.lower()
+        return False
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+class CsvWriter:
+    """Streaming CSV writer: ``# sensor WxH``, ``t,x,y,p``, integer microseconds."""
+
+    def __init__(self, path: Path, sensor_size: SensorSize, metadata: dict | None = None) -> None:
+        self._fh = open(path, "w", encoding="ascii", newline="\n")
+        self._fh.write(f"# sensor {int(sensor_size[0])}x{int(sensor_size[1])}\n")
+        if metadata and metadata.get("camera"):
+            self._fh.write(f"# camera {metadata['camera']}\n")
+        self._fh.write("t,x,y,p\n")
+
+    def write(self, events: np.ndarray) -> None:
+        if not len(events):
+            return
+        table = np.column_stack(
+            [events["t"], events["x"].astype(np.int64), events["y"].astype(np.int64), events["p"].astype(np.int64)]
+        )
+        np.savetxt(self._fh, table, fmt="%d", delimiter=",")
+
+    def close(self) -> None:
+        self._fh.close()
+
+    def abort(self) -> None:
+        self._fh.close()

@@ -1,0 +1,86 @@
+"""Multi-step spiking layer and the explicit per-call state it reads and writes.
+
+Convolutions, batch norms and linear maps run batched over all timesteps
+(``T`` folded into the batch); only the neuron dynamics step through time, one
+Norse cell call per timestep.  Every :class:`LIFLayer` owns one slot in the
+model's state tuple; the forward hands the slots around in a :class:`Run`
+(a per-call scratchpad, never stored on a module).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from core.model.neurons import LIFBoxFeedForwardState, SpikeDrivenLIFCell, lif_parameters
+from core.model.taps import TapRecorder
+
+__all__ = ["LIFLayer", "Run"]
+
+
+@dataclass
+class Run:
+    """Per-forward scratchpad: the neuron states being advanced and the tap recorder.
+
+    ``states[slot]`` is the current ``LIFBoxFeedForwardState`` of the layer with that slot.
+    """
+
+    states: list[LIFBoxFeedForwardState]
+    taps: TapRecorder | None = None
+
+
+class LIFLayer(nn.Module):
+    """A population of spike-driven LIF neurons stepped over the leading time axis.
+
+    Parameters
+    ----------
+    name : str
+        Layer name used in firing-rate taps (e.g. ``"blocks.0.attn.q"``).
+    feature_shape : tuple of int
+        Shape of one sample at one timestep (``(C, H, W)`` or ``(D, N)``); the
+        state's membrane is ``[B, *feature_shape]``.
+    v_th : float
+        Firing threshold.
+    tau_mem_inv, surrogate_alpha, dt : float
+        Neuron parameters (see :func:`core.model.neurons.lif_parameters`).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        feature_shape: tuple[int, ...],
+        *,
+        v_th: float = 1.0,
+        tau_mem_inv: float = 500.0,
+        surrogate_alpha: float = 2.0,
+        dt: float = 0.001,
+    ) -> None:
+        super().__init__()
+        self.name = name
+        self.feature_shape = tuple(int(s) for s in feature_shape)
+        self.cell = SpikeDrivenLIFCell(
+            lif_parameters(v_th, tau_mem_inv=tau_mem_inv, surrogate_alpha=surrogate_alpha), dt=dt
+        )
+        self.slot = -1  # assigned by the model once all layers exist
+
+    def extra_repr(self) -> str:
+        return f"name={self.name!r}, feature_shape={self.feature_shape}, slot={self.slot}"
+
+    def initial_state(self, batch: int, device=None, dtype=None) -> LIFBoxFeedForwardState:
+        """Membrane at rest: zeros ``[batch, *feature_shape]``."""
+        return LIFBoxFeedForwardState(v=torch.zeros(batch, *self.feature_shape, device=device, dtype=dtype))
+
+    def forward(self, x: torch.Tensor, run: Run) -> torch.Tensor:
+        """Step the neurons through ``x [T, B, *feature_shape]``; returns spikes of the same shape."""
+        state = run.states[self.slot]
+        spikes = []
+        for t in range(x.shape[0]):
+            z, state = self.cell(x[t], state)
+            spikes.append(z)
+        run.states[self.slot] = state
+        out = spikes[0].unsqueeze(0) if len(spikes) == 1 else torch.stack(spikes)
+        if run.taps is not None:
+            run.taps.record_rate(self.name, out)
+        return out

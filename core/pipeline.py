@@ -1,0 +1,1082 @@
+"""The asyncio streaming pipeline: source -> filters -> StreamBinner -> StreamingClassifier -> sinks.
+
+Stages and queues
+-----------------
+::
+
+    source --packets--> [ingest: filters + binner] --windows--> (bounded queue)
+        --> [model thread: StreamingClassifier.step] --(window, prediction)--> (bounded queue)
+        --> [sinks: consume(window, prediction)]
+
+* Ingest runs on the event loop (filtering and binning a packet costs well under
+  a millisecond per 10k events); sources do their blocking reads in worker threads.
+* The model runs on one dedicated thread (torch releases the GIL), so the loop
+  stays responsive and the model state is only ever touched by that thread.
+* Sinks run on the loop, in order, after the model.
+
+Backpressure
+------------
+* Replayed sources (``source.live`` false): the window queue blocks the ingest,
+  which stops pulling packets; nothing is dropped.
+* Live sources: the sensor is never blocked.  When the window queue is full the
+  oldest queued window is dropped (whole windows only) and counted in
+  ``dropped_windows``.  Memory is bounded by ``window_queue`` windows plus the
+  open window of the binner, whatever the input rate.
+
+Controls (thread-safe; the GUI calls them from its own thread)
+--------------------------------------------------------------
+``pause()``, ``resume()``, ``set_speed(x)``, ``seek(t_us)``, ``stop()``.  A seek
+(and resuming a live source) starts a new *generation*: queued windows of the old
+one are discarded, the binner and the filters restart and the model state is reset.
+
+Shutdown
+--------
+End of stream, :meth:`Pipeline.stop` (Ctrl-C / SIGTERM through :func:`run_pipeline`)
+or an error: the tasks are cancelled, the model thread finishes its step and is
+joined, the source is closed and every sink is closed (flushed).  An error raised
+by the source (e.g. a file corrupt half-way) is re-raised by :meth:`Pipeline.run`
+only after every window binned before it went through the model and the sinks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import concurrent.futures
+import inspect
+import json
+import math
+import os
+import signal
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from core.classify import Prediction, StreamingClassifier
+from core.errors import ConfigError, DvsAppError, OutputExistsError
+from core.events import Packet, SensorSize, Window
+from core.sources.base import Source
+
+__all__ = [
+    "CallbackSink",
+    "CsvSink",
+    "JsonLinesSink",
+    "ListSink",
+    "MetricsSnapshot",
+    "Pipeline",
+    "PipelineMetrics",
+    "Sink",
+    "StatsSink",
+    "record_source",
+    "run_pipeline",
+    "segments_truth",
+]
+
+
+# ------------------------------------------------------------------------ sinks
+@runtime_checkable
+class Sink(Protocol):
+    """Receives every (window, prediction) pair, in stream order.
+
+    ``consume`` is awaited on the pipeline's event loop (keep it quick, or hand the
+    work to another thread); ``close`` is called once at shutdown (it may be a
+    coroutine function) and must flush.  A sink may define ``bind(pipeline)``,
+    called once before the run, to reach :meth:`Pipeline.metrics`.
+    """
+
+    async def consume(self, window: Window, prediction: Prediction) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class CallbackSink:
+    """Calls ``callback(window, prediction, metrics)`` for every prediction.
+
+    ``metrics`` is a :class:`MetricsSnapshot`.  The callback runs on the pipeline's
+    thread: a GUI emits a queued Qt signal from it.  ``on_close`` (optional) is
+    called at shutdown.
+    """
+
+    def __init__(
+        self,
+        callback: Callable[[Window, Prediction, MetricsSnapshot], Any],
+        *,
+        on_close: Callable[[], Any] | None = None,
+    ) -> None:
+        self.callback = callback
+        self.on_close = on_close
+        self._pipeline: Pipeline | None = None
+
+    def bind(self, pipeline: Pipeline) -> None:
+        self._pipeline = pipeline
+
+    async def consume(self, window: Window, prediction: Prediction) -> None:
+        metrics = self._pipeline.metrics() if self._pipeline is not None else None
+        result = self.callback(window, prediction, metrics)
+        if inspect.isawaitable(result):
+            await result
+
+    def close(self) -> None:
+        if self.on_close is not None:
+            self.on_close()
+
+
+class ListSink:
+    """Keeps every prediction (and optionally the window) in memory: for tests and small files."""
+
+    def __init__(self, keep_windows: bool = False) -> None:
+        self.predictions: list[Prediction] = []
+        self.windows: list[Window] = []
+        self.keep_windows = keep_windows
+        self.closed = False
+
+    async def consume(self, window: Window, prediction: Prediction) -> None:
+        self.predictions.append(prediction)
+        if self.keep_windows:
+            self.windows.append(window)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class JsonLinesSink:
+    """Writes one JSON object per prediction (:meth:`Prediction.as_dict`) to a text stream, flushed per line."""
+
+    def __init__(self, stream: IO[str], *, with_probs: bool = True) -> None:
+        self.stream = stream
+        self.with_probs = with_probs
+
+    async def consume(self, window: Window, prediction: Prediction) -> None:
+        row = prediction.as_dict()
+        if not self.with_probs:
+            row.pop("probs")
+        self.stream.write(json.dumps(row) + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        self.stream.flush()
+
+
+CSV_COLUMNS = (
+    "window",
+    "t_start_us",
+    "t_end_us",
+    "n_events",
+    "label",
+    "class_id",
+    "confidence",
+    "latency_ms",
+)
+
+
+class CsvSink:
+    """Predictions to a CSV file, written and flushed line by line (a crash keeps what came before).
+
+    Columns: ``window,t_start_us,t_end_us,n_events,label,class_id,confidence,latency_ms``.
+
+    Raises
+    ------
+    OutputExistsError
+        ``path`` exists and ``force`` is false.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, force: bool = False) -> None:
+        self.path = Path(path)
+        if self.path.exists() and not force:
+            raise OutputExistsError("exists; pass --force to overwrite", path=self.path)
+        try:
+            self._file: IO[str] | None = open(self.path, "w", encoding="utf-8", newline="")  # noqa: SIM115
+        except OSError as exc:
+            raise OutputExistsError(f"cannot write: {exc.strerror or exc}", path=self.path) from None
+        self._file.write(",".join(CSV_COLUMNS) + "\n")
+        self._file.flush()
+
+    async def consume(self, window: Window, prediction: Prediction) -> None:
+        if self._file is None:
+            return
+        p = prediction
+        self._file.write(
+            f"{p.window_index},{p.t_start_us},{p.t_us},{p.n_events},{p.label},{p.class_id},"
+            f"{p.confidence:.6f},{p.latency_us / 1000:.3f}\n"
+        )
+        self._file.flush()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            self._file = None
+
+
+def segments_truth(segments: Sequence) -> Callable[[int], int | None]:
+    """``truth(t_us)``: the ``class_id`` of the segment containing ``t_us`` (``None`` outside all).
+
+    ``segments`` are objects with ``class_id``, ``start_us``, ``end_us`` (half-open),
+    e.g. :class:`core.labels.Segment`.
+    """
+    ordered = sorted(segments, key=lambda s: (s.start_us, s.end_us))
+    starts = [s.start_us for s in ordered]
+
+    def truth(t_us: int) -> int | None:
+        for i in range(bisect.bisect_right(starts, t_us) - 1, -1, -1):
+            seg = ordered[i]
+            if seg.start_us <= t_us < seg.end_us:
+                return int(seg.class_id)
+        return None
+
+    return truth
+
+
+class StatsSink:
+    """Counts predictions per class and scores them against ground truth.
+
+    Parameters
+    ----------
+    class_names : sequence of str
+    truth : callable, optional
+        ``truth(t_us) -> class_id | None``; a prediction is scored against
+        ``truth(t_us - 1)`` (the last instant its window covers); ``None`` or a
+        negative id means "not scored".
+    """
+
+    def __init__(self, class_names: Sequence[str], truth: Callable[[int], int | None] | None = None) -> None:
+        self.class_names = tuple(class_names)
+        self.truth = truth
+        self.counts: Counter[int] = Counter()
+        self.n_scored = 0
+        self.n_correct = 0
+        self.latencies_ms: list[float] = []
+        self.model_ms: list[float] = []
+        self.n_predictions = 0
+        self.n_events = 0
+
+    async def consume(self, window: Window, prediction: Prediction) -> None:
+        self.add(prediction)
+
+    def add(self, prediction: Prediction) -> None:
+        self.n_predictions += 1
+        self.n_events += prediction.n_events
+        self.counts[prediction.class_id] += 1
+        self.latencies_ms.append(prediction.latency_us / 1000.0)
+        self.model_ms.append(prediction.model_ms)
+        if self.truth is not None:
+            want = self.truth(prediction.t_us - 1)
+            if want is not None and want >= 0:
+                self.n_scored += 1
+                self.n_correct += int(want == prediction.class_id)
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.n_correct / self.n_scored if self.n_scored else None
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-serialisable: predictions, per-class counts, accuracy, latency and model-time percentiles."""
+        lat = np.asarray(self.latencies_ms) if self.latencies_ms else None
+        mod = np.asarray(self.model_ms) if self.model_ms else None
+        return {
+            "predictions": self.n_predictions,
+            "per_class": {
+                (self.class_names[k] if 0 <= k < len(self.class_names) else str(k)): int(v)
+                for k, v in sorted(self.counts.items())
+            },
+            "scored": self.n_scored,
+            "accuracy": None if self.accuracy is None else round(self.accuracy, 4),
+            "latency_p50_ms": None if lat is None else round(float(np.percentile(lat, 50)), 3),
+            "latency_p99_ms": None if lat is None else round(float(np.percentile(lat, 99)), 3),
+            "model_ms_mean": None if mod is None else round(float(mod.mean()), 3),
+        }
+
+    def close(self) -> None:
+        pass
+
+
+# ---------------------------------------------------------------------- metrics
+@dataclass(frozen=True)
+class MetricsSnapshot:
+    """The pipeline's live numbers at one instant (all rates over the last ~second).
+
+    Attributes
+    ----------
+    elapsed_s : float
+        Wall time since the run started.
+    events_in : int
+        Events received from the source (before filtering).
+    events_per_s : float
+        Input rate.
+    windows_binned, windows_done : int
+        Windows out of the binner / through the model.
+    windows_per_s : float
+        Model throughput.
+    model_ms, model_ms_mean : float
+        Last and mean model time per window (ms).
+    queue_depth, queue_max, queue_bound : int
+        Windows waiting for the model now, the most ever waiting, and the bound.
+    results_depth : int
+        Predictions waiting for the sinks.
+    dropped_windows : int
+        Windows dropped because the model lagged behind a live source.
+    latency_p50_ms, latency_p99_ms, latency_max_ms : float or None
+        Arrival of a window's last event -> its prediction, over the last 1000 windows.
+    stream_us : int or None
+        Stream time delivered so far (``until_us`` of the last packet).
+    realtime_factor : float or None
+        Stream time processed per wall second (``> 1`` = faster than real time).
+    late_events, skipped_windows : int
+        From the binner: events after their window closed; empty windows not emitted.
+    status : str
+        The latest status message of the source or pipeline ("" if none).
+    running, paused : bool
+    """
+
+    elapsed_s: float = 0.0
+    events_in: int = 0
+    events_per_s: float = 0.0
+    windows_binned: int = 0
+    windows_done: int = 0
+    windows_per_s: float = 0.0
+    model_ms: float = 0.0
+    model_ms_mean: float = 0.0
+    queue_depth: int = 0
+    queue_max: int = 0
+    queue_bound: int = 0
+    results_depth: int = 0
+    dropped_windows: int = 0
+    latency_p50_ms: float | None = None
+    latency_p99_ms: float | None = None
+    latency_max_ms: float | None = None
+    stream_us: int | None = None
+    realtime_factor: float | None = None
+    late_events: int = 0
+    skipped_windows: int = 0
+    status: str = ""
+    running: bool = False
+    paused: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        out = {}
+        for k, v in self.__dict__.items():
+            out[k] = round(v, 3) if isinstance(v, float) else v
+        return out
+
+
+class _Rate:
+    """Rate of a growing counter over the last ``span_s`` seconds."""
+
+    def __init__(self, span_s: float = 1.0) -> None:
+        self.span_s = span_s
+        self.samples: deque[tuple[float, int]] = deque()
+
+    def add(self, now: float, total: int) -> None:
+        self.samples.append((now, total))
+        while len(self.samples) > 2 and now - self.samples[1][0] > self.span_s:
+            self.samples.popleft()
+
+    def rate(self, now: float, total: int) -> float:
+        if not self.samples:
+            return 0.0
+        t0, n0 = self.samples[0]
+        dt = now - t0
+        return (total - n0) / dt if dt > 1e-3 else 0.0
+
+
+@dataclass
+class PipelineMetrics:
+    """Mutable counters owned by the pipeline's loop thread; read them through :meth:`snapshot`."""
+
+    queue_bound: int = 0
+    started_s: float | None = None
+    events_in: int = 0
+    windows_binned: int = 0
+    windows_done: int = 0
+    dropped_windows: int = 0
+    queue_max: int = 0
+    model_ms_last: float = 0.0
+    model_ms_total: float = 0.0
+    first_us: int | None = None
+    stream_us: int | None = None
+    status: str = ""
+    latencies_ms: deque = field(default_factory=lambda: deque(maxlen=1000))
+    _events_rate: _Rate = field(default_factory=_Rate)
+    _windows_rate: _Rate = field(default_factory=_Rate)
+
+    def on_packet(self, packet: Packet, now: float) -> None:
+        self.events_in += len(packet.events)
+        if self.first_us is None:
+            self.first_us = int(packet.events["t"][0]) if len(packet.events) else int(packet.until_us)
+        self.stream_us = int(packet.until_us)
+        self._events_rate.add(now, self.events_in)
+
+    def on_prediction(self, prediction: Prediction, now: float) -> None:
+        self.windows_done += 1
+        self.model_ms_last = prediction.model_ms
+        self.model_ms_total += prediction.model_ms
+        self.latencies_ms.append(prediction.latency_us / 1000.0)
+        self._windows_rate.add(now, self.windows_done)
+
+    def snapshot(
+        self,
+        *,
+        queue_depth: int = 0,
+        results_depth: int = 0,
+        late_events: int = 0,
+        skipped_windows: int = 0,
+        running: bool = False,
+        paused: bool = False,
+    ) -> MetricsSnapshot:
+        now = time.monotonic()
+        elapsed = 0.0 if self.started_s is None else now - self.started_s
+        lat = np.asarray(self.latencies_ms, dtype=np.float64) if self.latencies_ms else None
+        rtf = None
+        if self.first_us is not None and self.stream_us is not None and elapsed > 0:
+            rtf = (self.stream_us - self.first_us) / 1e6 / elapsed
+        return MetricsSnapshot(
+            elapsed_s=elapsed,
+            events_in=self.events_in,
+            events_per_s=self._events_rate.rate(now, self.events_in),
+            windows_binned=self.windows_binned,
+            windows_done=self.windows_done,
+            windows_per_s=self._windows_rate.rate(now, self.windows_done),
+            model_ms=self.model_ms_last,
+            model_ms_mean=self.model_ms_total / self.windows_done if self.windows_done else 0.0,
+            queue_depth=queue_depth,
+            queue_max=self.queue_max,
+            queue_bound=self.queue_bound,
+            results_depth=results_depth,
+            dropped_windows=self.dropped_windows,
+            latency_p50_ms=None if lat is None else float(np.percentile(lat, 50)),
+            latency_p99_ms=None if lat is None else float(np.percentile(lat, 99)),
+            latency_max_ms=None if lat is None else float(lat.max()),
+            stream_us=self.stream_us,
+            realtime_factor=rtf,
+            late_events=late_events,
+            skipped_windows=skipped_windows,
+            status=self.status,
+            running=running,
+            paused=paused,
+        )
+
+
+# --------------------------------------------------------------------- pipeline
+_END = object()
+
+
+@dataclass(frozen=True)
+class _Item:
+    generation: int
+    window: Window
+
+
+def _filter_stream(f):
+    """A filter's streaming state (``f.stream()``), or a stateless wrapper around a plain callable."""
+    make = getattr(f, "stream", None)
+    if callable(make):
+        return make()
+
+    class _Call:
+        def push(self, events: np.ndarray) -> np.ndarray:
+            return f(events)
+
+    return _Call()
+
+
+class Pipeline:
+    """Source -> filters -> binner -> classifier -> sinks, with backpressure and metrics.
+
+    Parameters
+    ----------
+    source : Source
+        Any :class:`~core.sources.Source`; ``source.live`` picks the backpressure policy.
+    classifier : StreamingClassifier
+        Gives the model input size, ``step_us`` and timesteps per window.
+    filters : sequence
+        Event filters applied in order (objects with ``stream()`` as in
+        :mod:`core.filters`, or plain ``events -> events`` callables).  A
+        :class:`core.filters.SpatialAdapter` from the source size to the model
+        input is appended when the sizes differ.
+    sinks : sequence of Sink
+    spatial_mode : {"crop", "pad"}
+        How the automatic adapter fits the sensor onto the model input.
+    steps_per_window : int, optional
+        Override the classifier's timesteps per window (``step_us`` always stays
+        the model's).
+    window_queue : int
+        Windows that may wait for the model (the memory bound for live sources).
+    result_queue : int
+        Predictions that may wait for the sinks.
+    drop_oldest : bool, optional
+        Backpressure policy; default ``source.live``.
+    frame_mode : str
+        The binner's frame builder (``counts``, ``binary``, ``voxel``).
+    max_empty_windows : int or None
+        Longest run of empty windows emitted after a time jump.
+    on_status : callable, optional
+        Receives one-line status messages (source reconnects, seeks, ...).
+    """
+
+    def __init__(
+        self,
+        source: Source,
+        classifier: StreamingClassifier,
+        *,
+        filters: Iterable = (),
+        sinks: Iterable[Sink] = (),
+        spatial_mode: str = "crop",
+        steps_per_window: int | None = None,
+        window_queue: int = 4,
+        result_queue: int = 64,
+        drop_oldest: bool | None = None,
+        frame_mode: str = "counts",
+        max_empty_windows: int | None = 1000,
+        on_status: Callable[[str], None] | None = None,
+    ) -> None:
+        if window_queue < 1 or result_queue < 1:
+            raise ConfigError("queue sizes must be at least 1")
+        self.source = source
+        self.classifier = classifier
+        self.sinks = list(sinks)
+        self.filters = list(filters)
+        in_size = SensorSize(*source.sensor_size)
+        model_size = SensorSize(*classifier.input_size)
+        if (in_size.width, in_size.height) != (model_size.width, model_size.height):
+            from core.filters import SpatialAdapter
+
+            self.filters.append(SpatialAdapter(in_size, model_size, mode=spatial_mode))
+        self.input_size = model_size
+        self.step_us = int(classifier.step_us)
+        self.steps_per_window = int(steps_per_window or classifier.steps_per_window)
+        if self.steps_per_window < 1:
+            raise ConfigError(f"steps_per_window {self.steps_per_window} must be at least 1")
+        self.window_queue_size = int(window_queue)
+        self.result_queue_size = int(result_queue)
+        self.drop_oldest = bool(source.live if drop_oldest is None else drop_oldest)
+        self.frame_mode = frame_mode
+        self.max_empty_windows = max_empty_windows
+        self.on_status = on_status
+        self._metrics = PipelineMetrics(queue_bound=self.window_queue_size)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread_id: int | None = None
+        self._stop_event: asyncio.Event | None = None
+        self._stop_requested = False
+        self._generation = 0
+        self._model_generation = 0
+        self._binner = None
+        self._window_q: asyncio.Queue | None = None
+        self._result_q: asyncio.Queue | None = None
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._source_error: BaseException | None = None
+        self._running = False
+        self._paused = False
+        self._finished = False
+        self.source.on_status = self._status
+        for sink in self.sinks:
+            bind = getattr(sink, "bind", None)
+            if callable(bind):
+                bind(self)
+
+    # ------------------------------------------------------------- metrics
+    def metrics(self) -> MetricsSnapshot:
+        """The live numbers (cheap; safe to call from any thread)."""
+        binner = self._binner
+        return self._metrics.snapshot(
+            queue_depth=self._window_q.qsize() if self._window_q is not None else 0,
+            results_depth=self._result_q.qsize() if self._result_q is not None else 0,
+            late_events=getattr(binner, "n_late_events", 0),
+            skipped_windows=getattr(binner, "n_skipped_windows", 0),
+            running=self._running,
+            paused=self._paused,
+        )
+
+    def _status(self, message: str) -> None:
+        self._metrics.status = message
+        if self.on_status is not None:
+            self.on_status(message)
+
+    # ------------------------------------------------------------ controls
+    def _call(self, fn: Callable, *args) -> None:
+        """Run ``fn`` on the pipeline's loop thread (directly when already there or not started)."""
+        loop = self._loop
+        if loop is None or loop.is_closed() or threading.get_ident() == self._thread_id:
+            fn(*args)
+        else:
+            loop.call_soon_threadsafe(fn, *args)
+
+    def stop(self) -> None:
+        """Ask the run to end (thread-safe, idempotent); queued windows are abandoned, sinks closed."""
+        self._stop_requested = True
+        self._call(self._do_stop)
+
+    def _do_stop(self) -> None:
+        if self._stop_event is not None:
+            self._stop_event.set()
+
+    def pause(self) -> None:
+        """Pause: a replay holds its place; a live source's events are discarded until :meth:`resume`."""
+        self._call(self._do_pause)
+
+    def _do_pause(self) -> None:
+        self._paused = True
+        self.source.pause()
+
+    def resume(self) -> None:
+        self._call(self._do_resume)
+
+    def _do_resume(self) -> None:
+        if not self._paused:
+            return
+        self._paused = False
+        if self.source.live:  # the stream jumped in time: start a new generation
+            self._new_generation()
+        self.source.resume()
+
+    def set_speed(self, speed: float) -> None:
+        """Replay speed (``0`` = as fast as possible); raises ``SourceError`` for live sources."""
+        if self.source.live:
+            self.source.set_speed(speed)  # raises
+        self._call(self.source.set_speed, speed)
+
+    def seek(self, t_us: int) -> None:
+        """Jump a replayed source to recording time ``t_us``; model state and binner restart there."""
+        if not self.source.seekable:
+            self.source.seek(t_us)  # raises SourceError
+        self._call(self._do_seek, int(t_us))
+
+    def _do_seek(self, t_us: int) -> None:
+        self.source.seek(t_us)
+        self._new_generation()
+
+    def _new_generation(self) -> None:
+        self._generation += 1
+        q = self._window_q
+        while q is not None and not q.empty():
+            q.get_nowait()
+
+    # ---------------------------------------------------------------- stages
+    def _make_binner(self):
+        from core.binning import StreamBinner
+
+        return StreamBinner(
+            self.input_size,
+            self.step_us,
+            self.steps_per_window,
+            mode=self.frame_mode,
+            max_empty_windows=self.max_empty_windows,
+        )
+
+    async def _put_window(self, window: Window, generation: int) -> None:
+        q = self._window_q
+        assert q is not None
+        item = _Item(generation, window)
+        if self.drop_oldest:
+            while q.full():
+                q.get_nowait()
+                self._metrics.dropped_windows += 1
+            q.put_nowait(item)
+        else:
+            await q.put(item)
+        self._metrics.windows_binned += 1
+        self._metrics.queue_max = max(self._metrics.queue_max, q.qsize())
+
+    async def _ingest(self) -> None:
+        generation = self._generation
+        self._binner = binner = self._make_binner()
+        streams = [_filter_stream(f) for f in self.filters]
+        try:
+            async for packet in self.source:
+                now = time.monotonic()
+                self._metrics.on_packet(packet, now)
+                if self._generation != generation:
+                    generation = self._generation
+                    self._binner = binner = self._make_binner()
+                    streams = [_filter_stream(f) for f in self.filters]
+                if self._paused and self.source.live:
+                    continue
+                events = packet.events
+                for s in streams:
+                    events = s.push(events)
+                windows = binner.push(Packet(events, packet.until_us), arrival_s=now)
+                for window in windows:
+                    if self._generation != generation:
+                        break
+                    await self._put_window(window, generation)
+        except DvsAppError as exc:  # the source failed: finish what was binned, then re-raise from run()
+            self._source_error = exc
+        if self._generation == generation and not self._stop_requested:
+            for window in binner.flush(arrival_s=time.monotonic()):
+                await self._put_window(window, generation)
+        await self._window_q.put(_END)
+
+    def _model_step(self, item: _Item) -> Prediction:
+        if item.generation != self._model_generation:
+            self.classifier.reset()
+            self._model_generation = item.generation
+        return self.classifier.step(item.window)
+
+    async def _run_model(self) -> None:
+        loop = asyncio.get_running_loop()
+        q, out = self._window_q, self._result_q
+        assert q is not None and out is not None
+        while True:
+            item = await q.get()
+            if item is _END:
+                break
+            if item.generation != self._generation:
+                continue  # from before a seek
+            prediction = await loop.run_in_executor(self._executor, self._model_step, item)
+            self._metrics.on_prediction(prediction, time.monotonic())
+            await out.put((item.window, prediction))
+        await out.put(_END)
+
+    async def _run_sinks(self) -> None:
+        out = self._result_q
+        assert out is not None
+        while True:
+            got = await out.get()
+            if got is _END:
+                break
+            window, prediction = got
+            for sink in self.sinks:
+                await sink.consume(window, prediction)
+
+    async def _close_all(self) -> None:
+        errors: list[BaseException] = []
+        try:
+            self.source.close()
+        except Exception as exc:  # noqa: BLE001 - closing must reach every sink
+            errors.append(exc)
+        for sink in self.sinks:
+            try:
+                result = sink.close()
+                if inspect.isawaitable(result):
+                    await result
+            except Exception as exc:  # noqa: BLE001
+                errors.append(exc)
+        if self._executor is not None:
+            executor, self._executor = self._executor, None
+            await asyncio.to_thread(executor.shutdown, wait=True)
+        if errors:
+            raise errors[0]
+
+    async def run(self) -> MetricsSnapshot:
+        """Run until the stream ends, :meth:`stop` is called, or an error; return the final metrics.
+
+        Raises
+        ------
+        DvsAppError
+            A source error (after every window binned before it was classified and
+            sunk), or an error raised by a sink or the model.
+        """
+        if self._finished or self._running:
+            raise ConfigError("a Pipeline runs once; build a new one")
+        self._loop = asyncio.get_running_loop()
+        self._thread_id = threading.get_ident()
+        self._stop_event = asyncio.Event()
+        if self._stop_requested:
+            self._stop_event.set()
+        self._window_q = asyncio.Queue(self.window_queue_size)
+        self._result_q = asyncio.Queue(self.result_queue_size)
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="dvsapp-model")
+        self._metrics.started_s = time.monotonic()
+        self._running = True
+        tasks = {
+            asyncio.create_task(self._ingest(), name="dvsapp-ingest"),
+            asyncio.create_task(self._run_model(), name="dvsapp-model"),
+            asyncio.create_task(self._run_sinks(), name="dvsapp-sinks"),
+        }
+        stopper = asyncio.create_task(self._stop_event.wait(), name="dvsapp-stop")
+        pending = set(tasks)
+        failure: BaseException | None = None
+        try:
+            while pending:
+                done, _ = await asyncio.wait(pending | {stopper}, return_when=asyncio.FIRST_COMPLETED)
+                for task in done & pending:
+                    pending.discard(task)
+                    if task.exception() is not None:
+                        failure = task.exception()
+                        break
+                if failure is not None or stopper in done:
+                    break
+        finally:
+            for task in (*pending, stopper):
+                task.cancel()
+            await asyncio.gather(*pending, stopper, return_exceptions=True)
+            self._running = False
+            self._finished = True
+            await self._close_all()
+        if failure is not None:
+            raise failure
+        if self._source_error is not None:
+            raise self._source_error
+        return self.metrics()
+
+
+def run_pipeline(
+    pipeline: Pipeline, *, handle_signals: bool = True, seconds: float | None = None
+) -> MetricsSnapshot:
+    """Run ``pipeline`` to the end in a fresh event loop (blocking).
+
+    With ``handle_signals`` (main thread only), SIGINT and SIGTERM stop the
+    pipeline cleanly (sinks flushed, files closed, threads joined) instead of
+    raising ``KeyboardInterrupt``.  ``seconds`` stops it after that much wall time.
+    """
+    if seconds is not None and (not math.isfinite(seconds) or seconds <= 0):
+        raise ConfigError(f"seconds {seconds} must be positive")
+
+    async def main() -> MetricsSnapshot:
+        loop = asyncio.get_running_loop()
+        if seconds is not None:
+            loop.call_later(seconds, pipeline.stop)
+        installed = []
+        if handle_signals and threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                try:
+                    loop.add_signal_handler(sig, pipeline.stop)
+                    installed.append(sig)
+                except (NotImplementedError, RuntimeError, ValueError):
+                    pass
+        try:
+            return await pipeline.run()
+        finally:
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+
+    return asyncio.run(main())
+
+
+# -------------------------------------------------------------------- recording
+@dataclass(frozen=True)
+class RecordResult:
+    """What :func:`record_source` wrote."""
+
+    path: Path
+    n_events: int
+    duration_us: int
+    sensor_size: SensorSize
+
+
+def record_source(
+    source: str | Source,
+    path: str | os.PathLike,
+    *,
+    seconds: float | None = None,
+    force: bool = False,
+    on_progress: Callable[[int, int], None] | None = None,
+    handle_signals: bool = True,
+) -> RecordResult:
+    """Write every event of ``source`` to ``path`` (format from the extension: .aedat4, .h5, ...).
+
+    Stops at the end of the stream, after ``seconds`` of wall time, or on
+    SIGINT/SIGTERM; the file is always closed properly.
+
+    Parameters
+    ----------
+    on_progress : callable, optional
+        ``on_progress(n_events, stream_us)`` after every packet.
+
+    Raises
+    ------
+    OutputExistsError, EventFileError, SourceError
+    """
+    from core.io import open_writer
+
+    out = Path(path)
+    if seconds is not None and (not math.isfinite(seconds) or seconds <= 0):
+        raise ConfigError(f"--seconds {seconds} must be positive")
+    if out.exists() and not force:
+        raise OutputExistsError("exists; pass --force to overwrite", path=out)
+    if not isinstance(source, Source):
+        from core.sources import open_source
+
+        source = open_source(source)
+    stop = threading.Event()
+    counts = {"n": 0, "first": None, "last": None}
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        installed = []
+        if handle_signals and threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                try:
+                    loop.add_signal_handler(sig, stop.set)
+                    installed.append(sig)
+                except (NotImplementedError, RuntimeError, ValueError):
+                    pass
+        deadline = None if seconds is None else time.monotonic() + seconds
+        try:
+            with open_writer(out, source.sensor_size, force=force) as writer:
+                it = source.__aiter__()
+                try:
+                    while not stop.is_set():
+                        timeout = None if deadline is None else deadline - time.monotonic()
+                        if timeout is not None and timeout <= 0:
+                            break
+                        try:
+                            packet = await asyncio.wait_for(it.__anext__(), timeout=timeout)
+                        except StopAsyncIteration:
+                            break
+                        except TimeoutError:
+                            break
+                        if len(packet.events):
+                            await asyncio.to_thread(writer.write, packet.events)
+                            counts["n"] += len(packet.events)
+                            if counts["first"] is None:
+                                counts["first"] = int(packet.events["t"][0])
+                            counts["last"] = int(packet.events["t"][-1])
+                        if on_progress is not None:
+                            on_progress(counts["n"], int(packet.until_us))
+                finally:
+                    await it.aclose()
+        finally:
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+            source.close()
+
+    asyncio.run(main())
+    span = 0 if counts["first"] is None else counts["last"] - counts["first"]
+    return RecordResult(out, counts["n"], span, SensorSize(*source.sensor_size))
+
+
+# ------------------------------------------------------------- classification
+@dataclass(frozen=True)
+class ClassifyReport:
+    """The end-of-run summary of :func:`classify_source`.
+
+    ``summary`` holds the :meth:`StatsSink.summary` fields (predictions, per-class
+    counts, accuracy when ground truth exists, latency p50/p99) plus the source,
+    model, event and drop counts.
+    """
+
+    summary: dict[str, Any]
+    metrics: MetricsSnapshot
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.summary)
+
+
+def _ground_truth(source: Source) -> tuple[Callable[[int], int | None] | None, str | None]:
+    """Ground truth for a source: labels beside a file, or the synthetic scene's own."""
+    path = getattr(source, "path", None)
+    if path is not None:
+        from core.labels import find_labels, labels_path_for
+
+        segments = find_labels(path)
+        if segments:
+            csv_path = labels_path_for(path)
+            return segments_truth(segments), str(csv_path) if csv_path.is_file() else f"{path}:/labels"
+        return None, None
+    class_at = getattr(source, "class_at", None)
+    if callable(class_at):
+        return class_at, "synthetic scene"
+    return None, None
+
+
+def classify_source(
+    source: str | Source | None,
+    *,
+    checkpoint: str | os.PathLike | None = None,
+    sinks: Sequence[Sink] = (),
+    out_csv: str | os.PathLike | None = None,
+    force: bool = False,
+    window_ms: float | None = None,
+    speed: float | None = None,
+    seconds: float | None = None,
+    device: str = "cpu",
+    smoothing: float = 0.0,
+    spatial_mode: str = "crop",
+    on_status: Callable[[str], None] | None = None,
+    handle_signals: bool = True,
+) -> ClassifyReport:
+    """Classify a stream end to end: what ``dvsapp classify`` runs.
+
+    Parameters
+    ----------
+    source : str, Source or None
+        A source URI or bare path, an open :class:`Source`, or ``None`` for the
+        first live source that works (USB camera, webcam, synthetic scene).
+    checkpoint : path-like, optional
+        Model checkpoint; ``None`` = the bundled model.
+    sinks : sequence of Sink
+        Where predictions go besides the statistics (printing, GUI...).
+    out_csv : path-like, optional
+        Predictions CSV, written and flushed line by line.
+    window_ms : float, optional
+        Window length; rounded to whole model timesteps (``step_us`` stays the model's).
+    speed : float, optional
+        Replay speed for file sources (overrides the URI's ``speed``).
+    seconds : float, optional
+        Stop after this much wall time.
+
+    Returns
+    -------
+    ClassifyReport
+
+    Raises
+    ------
+    CheckpointError, SourceError, EventFileError, OutputExistsError, ConfigError
+        A source error mid-stream is raised after the predictions made before it
+        reached every sink (and the CSV).
+    """
+    from core.classify import load_classifier
+    from core.sources import open_live_source, open_source
+
+    if out_csv is not None and Path(out_csv).exists() and not force:
+        raise OutputExistsError("exists; pass --force to overwrite", path=out_csv)
+    classifier = load_classifier(checkpoint, device=device, smoothing=smoothing)
+    steps = None
+    if window_ms is not None:
+        if not math.isfinite(window_ms) or window_ms <= 0:
+            raise ConfigError(f"window {window_ms} ms must be positive")
+        steps = max(1, round(window_ms * 1000 / classifier.step_us))
+    if source is None:
+        src, tried = open_live_source()
+        if on_status is not None:
+            for line in tried:
+                on_status(f"skipped {line}")
+            on_status(f"live source: {src.description}")
+    elif isinstance(source, Source):
+        src = source
+    else:
+        from core.sources import parse_uri
+
+        extra = {"speed": speed} if speed is not None and parse_uri(source).scheme == "file" else {}
+        src = open_source(source, **extra)
+    try:
+        truth, truth_name = _ground_truth(src)
+        stats = StatsSink(classifier.class_names, truth)
+        all_sinks: list[Sink] = [stats]
+        if out_csv is not None:
+            all_sinks.append(CsvSink(out_csv, force=force))
+        all_sinks.extend(sinks)
+        pipeline = Pipeline(
+            src,
+            classifier,
+            sinks=all_sinks,
+            spatial_mode=spatial_mode,
+            steps_per_window=steps,
+            on_status=on_status,
+        )
+    except BaseException:
+        src.close()
+        raise
+    metrics = run_pipeline(pipeline, handle_signals=handle_signals, seconds=seconds)
+    summary: dict[str, Any] = {
+        "source": src.uri or src.description,
+        "sensor_size": str(src.sensor_size),
+        "model": str(classifier.metadata.get("path", "")),
+        "window_ms": pipeline.step_us * pipeline.steps_per_window / 1000,
+        "ground_truth": truth_name,
+        "events_in": metrics.events_in,
+        "windows": metrics.windows_done,
+        "dropped_windows": metrics.dropped_windows,
+        "reconnects": int(getattr(src, "reconnects", 0)),
+        "elapsed_s": round(metrics.elapsed_s, 3),
+        "realtime_factor": None if metrics.realtime_factor is None else round(metrics.realtime_factor, 3),
+    }
+    summary.update(stats.summary())
+    return ClassifyReport(summary, metrics)

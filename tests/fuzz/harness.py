@@ -1,0 +1,105 @@
+"""What every fuzz target checks: an input either reads or raises ``core.errors``.
+
+The same functions run under atheris (``tests/fuzz/run_fuzz.py``) and in the
+regression test that replays the saved corpus (``tests/test_fuzz_corpus.py``).
+Anything but a :class:`core.errors.DvsAppError` escapes and is a finding; a
+message must be a single line.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from core.errors import DvsAppError
+
+#: the first byte of a reader input picks the file name the bytes are saved
+#: under, so the extension tie-breaks of the sniffer are exercised too
+READER_EXTENSIONS = (
+    ".aedat4",
+    ".aedat",
+    ".raw",
+    ".dat",
+    ".bin",
+    ".npy",
+    ".npz",
+    ".csv",
+    ".txt",
+    ".h5",
+    "",
+)
+
+MAX_EVENTS_READ = 2_000_000  # a fuzz input never legitimately holds more
+
+
+def _one_line(exc: DvsAppError) -> None:
+    text = str(exc)
+    if "\n" in text or not text.strip():
+        raise AssertionError(f"error message is not one non-empty line: {text!r}")
+
+
+def check_reader_bytes(data: bytes, workdir: str | os.PathLike | None = None) -> int:
+    """Save ``data[1:]`` as a file (extension picked by ``data[0]``) and read it all.
+
+    Returns the number of events read (``-1`` when a ``core.errors`` error was raised).
+    """
+    from core.io import open_events
+
+    if not data:
+        return -1
+    ext = READER_EXTENSIONS[data[0] % len(READER_EXTENSIONS)]
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        path = Path(tmp) / f"input{ext}"
+        path.write_bytes(data[1:])
+        try:
+            reader = open_events(path)
+            _ = reader.sensor_size, reader.metadata
+            n_all = len(reader.read_all())
+            n_packets = 0
+            for packet in reader.packets(max_events=4096):
+                n_packets += len(packet.events)
+                if n_packets > MAX_EVENTS_READ:
+                    break
+            if n_all <= MAX_EVENTS_READ and n_packets != n_all:
+                raise AssertionError(f"packets() gave {n_packets} events, read_all() {n_all}")
+            return n_all
+        except DvsAppError as exc:
+            _one_line(exc)
+            return -1
+
+
+def check_labels_bytes(data: bytes, workdir: str | os.PathLike | None = None) -> int:
+    """Parse ``data`` as a DVS Gesture labels CSV; returns the segment count or -1."""
+    from core.labels import read_labels_csv
+
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        path = Path(tmp) / "rec_labels.csv"
+        path.write_bytes(data)
+        try:
+            return len(read_labels_csv(path))
+        except DvsAppError as exc:
+            _one_line(exc)
+            return -1
+
+
+def check_checkpoint_bytes(data: bytes, workdir: str | os.PathLike | None = None) -> int:
+    """Load ``data`` as a model checkpoint; returns the parameter count or -1."""
+    from core.model import load_checkpoint
+
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        path = Path(tmp) / "model.safetensors"
+        path.write_bytes(data)
+        try:
+            model, _meta = load_checkpoint(path)
+            return sum(p.numel() for p in model.parameters())
+        except DvsAppError as exc:
+            _one_line(exc)
+            return -1
+
+
+TARGETS = {
+    "readers": check_reader_bytes,
+    "labels": check_labels_bytes,
+    "checkpoint": check_checkpoint_bytes,
+}

@@ -1,0 +1,353 @@
+"""The labeling window, driven by simulated mouse and keys (pytest-qt, offscreen)."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("pytestqt")
+pytest.importorskip("PySide6")
+
+from PySide6 import QtCore, QtWidgets  # noqa: E402
+from PySide6.QtTest import QTest  # noqa: E402
+
+from app.gui.labeler import LabelerWindow  # noqa: E402
+from core.events import SensorSize, random_events  # noqa: E402
+from core.labels import (  # noqa: E402
+    LabelDocument,
+    Recording,
+    Segment,
+    labels_path_for,
+    read_labels_csv,
+    sidecar_path_for,
+    write_labels_csv,
+)
+
+pytestmark = pytest.mark.gui
+
+TOL_US = 60_000  # a few pixels of the timeline at the default zoom
+
+
+@pytest.fixture
+def recording(tmp_path):
+    ev = random_events(20_000, (64, 64, 2), duration_us=10_000_000, t0_us=1_000, seed=3)
+    return Recording(tmp_path / "user05_lab.aedat4", ev, SensorSize(64, 64))
+
+
+def _open(qtbot, recording, **kwargs) -> LabelerWindow:
+    window = LabelerWindow(recording, ask_on_close=False, **kwargs)
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitExposed(window)
+    window.activateWindow()
+    QtWidgets.QApplication.processEvents()
+    return window
+
+
+def _drag(window: LabelerWindow, t0_us: int, t1_us: int, y_frac: float = 0.5) -> None:
+    timeline = window.timeline
+    viewport = timeline.plot_widget.viewport()
+    p0, p1 = timeline.pos_for(t0_us, y_frac), timeline.pos_for(t1_us, y_frac)
+    # pyqtgraph drops mouse moves closer than 10 ms (mouseRateLimit) and picks the dragged
+    # item from the last hover: hover first and pace the moves like a hand would
+    QTest.qWait(15)
+    QTest.mouseMove(viewport, p0)
+    QTest.qWait(15)
+    QTest.mousePress(viewport, QtCore.Qt.MouseButton.LeftButton, QtCore.Qt.KeyboardModifier.NoModifier, p0)
+    for k in range(1, 6):
+        QTest.qWait(15)
+        QTest.mouseMove(viewport, p0 + (p1 - p0) * k / 5)
+    QTest.qWait(15)
+    QTest.mouseRelease(viewport, QtCore.Qt.MouseButton.LeftButton, QtCore.Qt.KeyboardModifier.NoModifier, p1)
+    QtWidgets.QApplication.processEvents()
+
+
+def _click(window: LabelerWindow, t_us: int, y_frac: float = 0.5) -> None:
+    viewport = window.timeline.plot_widget.viewport()
+    QTest.mouseClick(
+        viewport,
+        QtCore.Qt.MouseButton.LeftButton,
+        QtCore.Qt.KeyboardModifier.NoModifier,
+        window.timeline.pos_for(t_us, y_frac),
+    )
+    QtWidgets.QApplication.processEvents()
+
+
+def _key(window, key, modifier=QtCore.Qt.KeyboardModifier.NoModifier) -> None:
+    QTest.keyClick(window, key, modifier)
+    QtWidgets.QApplication.processEvents()
+
+
+def _near(a: int, b: int) -> bool:
+    return abs(a - b) <= TOL_US
+
+
+def test_create_move_resize_relabel_delete_undo_save_reopen(qtbot, recording):
+    Key = QtCore.Qt.Key
+    window = _open(qtbot, recording)
+    # create by dragging on empty timeline
+    _drag(window, 2_000_000, 4_000_000)
+    assert len(window.doc.segments) == 1
+    seg = window.doc.segments[0]
+    assert seg.class_id == 0 and _near(seg.start_us, 2_000_000) and _near(seg.end_us, 4_000_000)
+    assert window.timeline.region_count() == 1
+    # move: drag from inside the segment
+    _drag(window, 3_000_000, 4_000_000)
+    moved = window.doc.segments[0]
+    assert _near(moved.start_us, 3_000_000) and moved.duration_us == seg.duration_us
+    # resize: drag the right edge
+    _drag(window, moved.end_us, 6_500_000)
+    resized = window.doc.segments[0]
+    assert resized.start_us == moved.start_us and _near(resized.end_us, 6_500_000)
+    # relabel with a number key, then from the class list
+    _key(window, Key.Key_3)
+    assert window.doc.segments[0].class_id == 2
+    item = window.class_list.item(6)
+    QTest.mouseClick(
+        window.class_list.viewport(),
+        QtCore.Qt.MouseButton.LeftButton,
+        QtCore.Qt.KeyboardModifier.NoModifier,
+        window.class_list.visualItemRect(item).center(),
+    )
+    assert window.doc.segments[0].class_id == 6
+    # a second segment with mark in / mark out
+    window.seek(8_000_000)
+    _key(window, Key.Key_I)
+    window.seek(9_000_000)
+    _key(window, Key.Key_O)
+    assert window.doc.segments[1] == Segment(6, 8_000_000, 9_000_000)
+    # delete it, undo the delete
+    _key(window, Key.Key_Delete)
+    assert len(window.doc.segments) == 1
+    _key(window, Key.Key_Z, QtCore.Qt.KeyboardModifier.ControlModifier)
+    assert len(window.doc.segments) == 2
+    # undo the mark-out segment and the list relabel; redo one
+    _key(window, Key.Key_Z, QtCore.Qt.KeyboardModifier.ControlModifier)
+    _key(window, Key.Key_Z, QtCore.Qt.KeyboardModifier.ControlModifier)
+    assert window.doc.segments == (Segment(2, resized.start_us, resized.end_us),)
+    _key(window, Key.Key_Y, QtCore.Qt.KeyboardModifier.ControlModifier)
+    assert window.doc.segments[0].class_id == 6
+    assert window.windowTitle().startswith("*")
+    # save
+    _key(window, Key.Key_S, QtCore.Qt.KeyboardModifier.ControlModifier)
+    assert not window.doc.dirty and not window.windowTitle().startswith("*")
+    csv = labels_path_for(recording.path)
+    final = window.doc.segments
+    assert csv.read_text() == f"class,startTime_usec,endTime_usec\n7,{final[0].start_us},{final[0].end_us}\n"
+    window.close()
+    # reopen: same segments, no recovery
+    again = _open(qtbot, recording)
+    assert again.doc.recovery is None
+    assert again.doc.segments == final
+    assert tuple(read_labels_csv(csv)) == final
+    assert again.timeline.region_count() == 1
+
+
+def test_click_seeks_and_selects(qtbot, recording):
+    window = _open(qtbot, recording)
+    window.doc.add(1, 2_000_000, 3_000_000)
+    window.doc.add(2, 5_000_000, 6_000_000)
+    _click(window, 7_000_000)
+    assert _near(window.cursor_us, 7_000_000) and window.selected is None
+    _click(window, 5_500_000)
+    assert window.selected == 1
+    assert window.segment_table.currentRow() == 1 or window.segment_table.selectedItems()
+    _key(window, QtCore.Qt.Key.Key_P)
+    assert window.selected == 0 and window.cursor_us == 2_000_000
+
+
+def test_overlaps_are_refused_or_clipped(qtbot, recording):
+    window = _open(qtbot, recording)
+    window.doc.add(0, 4_000_000, 5_000_000)
+    # drawing across an existing segment is clipped to the free gap
+    _drag(window, 2_000_000, 4_600_000)
+    assert len(window.doc.segments) == 2
+    first = window.doc.segments[0]
+    assert _near(first.start_us, 2_000_000) and first.end_us == 4_000_000
+    # moving a segment onto its neighbour stops at the neighbour (drag bounds)
+    _drag(window, 3_000_000, 3_900_000)
+    assert window.doc.segments[0].end_us <= 4_000_000
+    # with overlaps allowed, a drag inside a segment still moves it, and add may overlap
+    window.overlap_box.setChecked(True)
+    assert window.doc.allow_overlap
+    window.doc.add(3, 4_500_000, 7_000_000)
+    assert len(window.doc.segments) == 3
+    # forbidding again is refused while they overlap: the box snaps back, status says why
+    window.overlap_box.setChecked(False)
+    assert window.doc.allow_overlap and window.overlap_box.isChecked()
+    assert "overlap" in window.statusBar().currentMessage()
+
+
+def test_recovery_after_unsaved_edit(qtbot, recording):
+    write_labels_csv(labels_path_for(recording.path), [Segment(0, 1_000_000, 2_000_000)])
+    doc = LabelDocument.open(recording.path)
+    doc.add(4, 3_000_000, 4_000_000)  # autosaved only (as if the app died now)
+    window = _open(qtbot, recording, recover=True)
+    assert window.doc.segments == (Segment(0, 1_000_000, 2_000_000), Segment(4, 3_000_000, 4_000_000))
+    assert window.doc.dirty
+    window.close()
+    dropped = _open(qtbot, recording, recover=False)
+    assert dropped.doc.segments == (Segment(0, 1_000_000, 2_000_000),)
+    assert LabelDocument.open(recording.path).recovery is None
+
+
+def test_recovery_question_is_asked(qtbot, recording, monkeypatch):
+    LabelDocument.open(recording.path).add(4, 3_000_000, 4_000_000)
+    asked = []
+
+    def answer(*args, **_kwargs):
+        asked.append(args[2])
+        return QtWidgets.QMessageBox.StandardButton.Yes
+
+    monkeypatch.setattr(QtWidgets.QMessageBox, "question", answer)
+    window = _open(qtbot, recording)
+    assert asked and "unsaved edits" in asked[0]
+    assert window.doc.segments == (Segment(4, 3_000_000, 4_000_000),)
+
+
+def test_close_asks_to_save(qtbot, recording, monkeypatch):
+    window = _open(qtbot, recording)
+    window.ask_on_close = True
+    window.doc.add(1, 1_000_000, 2_000_000)
+    monkeypatch.setattr(
+        QtWidgets.QMessageBox, "question", lambda *a, **k: QtWidgets.QMessageBox.StandardButton.Cancel
+    )
+    assert not window.close()
+    monkeypatch.setattr(
+        QtWidgets.QMessageBox, "question", lambda *a, **k: QtWidgets.QMessageBox.StandardButton.Save
+    )
+    assert window.close()
+    assert read_labels_csv(labels_path_for(recording.path)) == [Segment(1, 1_000_000, 2_000_000)]
+
+
+def test_class_list_edit_is_saved_with_the_project(qtbot, recording):
+    window = _open(qtbot, recording)
+    window.add_class()
+    assert window.class_list.count() == 12
+    item = window.class_list.item(11)
+    item.setText("12 thumbs_up")  # what an in-place edit does
+    assert window.doc.class_names[-1] == "thumbs_up"
+    window.choose_class(11)
+    window.add_segment(1_000_000, 2_000_000)
+    window.save()
+    assert labels_path_for(recording.path).read_text().splitlines()[1] == "12,1000000,2000000"
+    window.close()
+    again = _open(qtbot, recording)
+    assert again.doc.class_names[-1] == "thumbs_up"
+    assert again.class_list.item(11).text() == "12 thumbs_up"
+    assert sidecar_path_for(recording.path).is_file()
+
+
+def test_import_csv_then_save_is_exact(qtbot, recording, tmp_path):
+    src = tmp_path / "other_labels.csv"
+    text = "class,startTime_usec,endTime_usec\n3,1500000,2500000\n11,4000000,5000000\n"
+    src.write_text(text)
+    window = _open(qtbot, recording)
+    window.import_csv(src)
+    assert window.timeline.region_count() == 2
+    assert window.save().read_text() == text
+
+
+def test_play_scrub_zoom_and_suggest(qtbot, recording):
+    window = _open(qtbot, recording)
+    window.seek(2_000_000)
+    window.speed_box.setValue(10.0)
+    _key(window, QtCore.Qt.Key.Key_Space)
+    assert window.play_button.isChecked()
+    qtbot.waitUntil(lambda: window.cursor_us > 2_300_000, timeout=3000)
+    _key(window, QtCore.Qt.Key.Key_Space)
+    assert not window.play_button.isChecked()
+    assert window.event_view.time_us == window.cursor_us
+    assert window.event_view.render_rgb().any()  # events shown around the cursor
+    stopped = window.cursor_us
+    _key(window, QtCore.Qt.Key.Key_Right)
+    assert window.cursor_us == stopped + window.STEP_US
+    lo, hi = window.timeline.x_range_us()
+    _key(window, QtCore.Qt.Key.Key_Plus)
+    lo2, hi2 = window.timeline.x_range_us()
+    assert (hi2 - lo2) < 0.6 * (hi - lo)
+    _key(window, QtCore.Qt.Key.Key_F)
+    lo3, hi3 = window.timeline.x_range_us()
+    assert (hi3 - lo3) > 0.9 * (hi - lo)
+    window.suggest()  # uniform random events: nothing or whole-recording activity; never an error
+    assert window.doc.problems() == []
+
+
+class _Pred:
+    def __init__(self, class_id: int) -> None:
+        self.class_id, self.confidence = class_id, 0.9
+
+
+class _FakeClassifier:
+    input_size = SensorSize(32, 32)
+    step_us = 20_000
+    steps_per_window = 5
+
+    def reset(self) -> None:
+        pass
+
+    def step(self, window):
+        return _Pred(int(window.t_start_us // 2_000_000) % 4)
+
+
+def test_prediction_strip_runs_in_a_worker(qtbot, recording, monkeypatch):
+    import app.gui.labeler as labeler
+
+    monkeypatch.setattr(labeler, "load_classifier", lambda checkpoint=None: _FakeClassifier())
+    window = _open(qtbot, recording)
+    QTest.mouseClick(window.predict_button, QtCore.Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: len(window.timeline.predictions) > 0, timeout=10_000)
+    preds = window.timeline.predictions
+    assert [p.class_id for p in preds] == [0, 1, 2, 3, 0]  # 2 s per class over 10 s
+    assert preds[0].start_us == recording.time_range_us[0]
+    assert window.predict_button.isEnabled()
+    assert window.doc.segments == ()  # predictions never edit the labels by themselves
+    window.doc.add(5, 2_500_000, 3_000_000)
+    assert window.accept_predictions() == 4  # the run overlapping the label stays out
+    assert [s.class_id for s in window.doc.segments] == [0, 5, 2, 3, 0]
+    _key(window, QtCore.Qt.Key.Key_Z, QtCore.Qt.KeyboardModifier.ControlModifier)
+    assert window.doc.segments == (Segment(5, 2_500_000, 3_000_000),)
+
+
+def test_prediction_errors_show_in_the_status_bar(qtbot, recording, monkeypatch):
+    import app.gui.labeler as labeler
+    from core.errors import CheckpointError
+
+    def missing(checkpoint=None):
+        raise CheckpointError("no bundled model yet", path="tiny.safetensors")
+
+    monkeypatch.setattr(labeler, "load_classifier", missing)
+    window = _open(qtbot, recording)
+    window.run_predictions()
+    qtbot.waitUntil(lambda: window.predict_button.isEnabled(), timeout=10_000)
+    assert "no bundled model yet" in window.statusBar().currentMessage()
+    assert window.timeline.predictions == ()
+
+
+def test_open_another_recording_and_a_broken_one(qtbot, recording, tmp_path, monkeypatch):
+    pytest.importorskip("core.io")
+    from core.io import write_events
+
+    other = tmp_path / "other.npz"
+    write_events(other, random_events(3000, (32, 32, 2), duration_us=2_000_000, seed=9), SensorSize(32, 32))
+    write_labels_csv(labels_path_for(other), [Segment(9, 100_000, 900_000)])
+    broken = tmp_path / "broken.aedat4"
+    broken.write_bytes(b"#!AER-DAT4.0\r\n garbage")
+    warnings = []
+    monkeypatch.setattr(QtWidgets.QMessageBox, "warning", lambda *a, **k: warnings.append(a[2]))
+    window = _open(qtbot, recording)
+    window.doc.add(1, 1_000_000, 2_000_000)
+    window.save()
+    assert not window.open_recording(broken)
+    assert warnings and str(broken) in warnings[0]
+    assert window.recording.path == recording.path and len(window.doc.segments) == 1  # still usable
+    _drag(window, 4_000_000, 5_000_000)
+    assert len(window.doc.segments) == 2
+    window.ask_on_close = True
+    monkeypatch.setattr(
+        QtWidgets.QMessageBox, "question", lambda *a, **k: QtWidgets.QMessageBox.StandardButton.Save
+    )
+    assert window.open_recording(other)
+    assert read_labels_csv(labels_path_for(recording.path))[1].class_id == 0  # saved on the way out
+    assert window.doc.segments == (Segment(9, 100_000, 900_000),)
+    assert window.event_view.sensor_size == SensorSize(32, 32)
+    assert window.timeline.region_count() == 1

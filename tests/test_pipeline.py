@@ -1,0 +1,350 @@
+"""The asyncio pipeline: end-to-end equality with offline binning, backpressure, errors, controls, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from core.classify import Prediction, StreamingClassifier
+from core.errors import EventFileError, OutputExistsError, SourceError
+from core.events import Packet, SensorSize, random_events
+from core.pipeline import (
+    CallbackSink,
+    CsvSink,
+    JsonLinesSink,
+    ListSink,
+    Pipeline,
+    StatsSink,
+    record_source,
+    run_pipeline,
+    segments_truth,
+)
+from core.sources import ArraySource, Source, open_source
+
+OVERLOAD_S = float(os.environ.get("DVSAPP_OVERLOAD_S", "2"))
+"""Seconds of simulated overload in the CI test (the benchmark runs 30 s)."""
+
+
+def tiny_classifier(seed: int = 0) -> StreamingClassifier:
+    from core.model import build_model, preset
+
+    torch.manual_seed(seed)
+    return StreamingClassifier(build_model(preset("tiny")).eval())
+
+
+class SlowClassifier:
+    """A classifier stand-in that takes ``delay_s`` per window (for backpressure tests)."""
+
+    class_names = ("rest", "move")
+
+    def __init__(self, delay_s: float, *, size=SensorSize(32, 32), step_us=5_000, steps=4) -> None:
+        self.delay_s = delay_s
+        self.input_size = size
+        self.step_us = step_us
+        self.steps_per_window = steps
+        self.resets = 0
+        self.windows = []
+
+    def reset(self) -> None:
+        self.resets += 1
+
+    def step(self, window) -> Prediction:
+        time.sleep(self.delay_s)
+        self.windows.append(window)
+        done = time.monotonic()
+        lat = 0 if window.arrival_s is None else int((done - window.arrival_s) * 1e6)
+        cls = int(window.n_events > 0)
+        probs = np.array([0.2, 0.8] if cls else [0.8, 0.2], np.float32)
+        return Prediction(
+            window.t_end_us, probs, self.class_names[cls], cls, 0.8, None, lat, window.index,
+            window.t_start_us, window.n_events, self.delay_s * 1e3,
+        )  # fmt: skip
+
+
+def offline_probs(classifier: StreamingClassifier, events, sensor_size, t0_us: int, t_end_us: int):
+    """The reference: adapt + bin the whole recording offline, one model pass, probs at each window end."""
+    from core.binning import to_frames
+    from core.filters import SpatialAdapter
+
+    size = classifier.input_size
+    if tuple(sensor_size[:2]) != tuple(size[:2]):
+        events = SpatialAdapter(SensorSize(*sensor_size), size)(events)
+    frames = to_frames(
+        events, size, time_window_us=classifier.step_us, start_time_us=t0_us, end_time_us=t_end_us
+    )
+    with torch.inference_mode():
+        logits, _ = classifier.model(torch.from_numpy(frames).unsqueeze(1))
+    t = classifier.steps_per_window
+    return torch.softmax(logits[t - 1 :: t, 0], -1).numpy()
+
+
+# ------------------------------------------------------------- end to end
+def check_equal_to_offline(path, sensor_size):
+    from core.io import open_events
+
+    clf = tiny_classifier()
+    sink = ListSink()
+    src = open_source(f"file:{path}?speed=0")
+    metrics = run_pipeline(Pipeline(src, clf, sinks=[sink]))
+    preds = sink.predictions
+    events = open_events(path).read_all()
+    assert metrics.events_in == len(events)
+    assert metrics.dropped_windows == 0 and len(preds) == metrics.windows_done
+    assert [p.window_index for p in preds] == list(range(len(preds)))
+    ref = offline_probs(clf, events, sensor_size, preds[0].t_start_us, preds[-1].t_us)
+    assert ref.shape == (len(preds), 11)
+    np.testing.assert_allclose(np.stack([p.probs for p in preds]), ref, atol=1e-5)
+    assert sink.closed and src.closed
+
+
+def test_replay_equals_offline_binning_generated(tmp_path):
+    from core.io import write_events
+
+    size = SensorSize(128, 96)
+    rng = np.random.default_rng(11)
+    ev = random_events(60_000, size, duration_us=900_000, t0_us=123_456, seed=rng)
+    path = tmp_path / "rec.h5"
+    write_events(path, ev, size)
+    check_equal_to_offline(path, size)
+
+
+def test_replay_equals_offline_binning_real(shared_data):
+    check_equal_to_offline(shared_data / "dvxplorer_320x240.aedat4", SensorSize(320, 240))
+
+
+# ------------------------------------------------------------- backpressure
+def test_live_overload_drops_oldest_windows_with_bounded_queue():
+    """A live source at 10x what the model handles: bounded queue, counted drops, bounded latency."""
+    size = SensorSize(32, 32)
+    slow = SlowClassifier(0.2)  # 200 ms per 20 ms window: 10x overload
+    duration_us = int(OVERLOAD_S * 1e6)
+    ev = random_events(int(200_000 * OVERLOAD_S), size, duration_us=duration_us)
+    src = ArraySource(ev, size, speed=1.0, live=True, packet_us=5_000)
+    seen_depths = []
+    sink = CallbackSink(lambda w, p, m: seen_depths.append(m.queue_depth))
+    pipe = Pipeline(src, slow, sinks=[sink], window_queue=4)
+    assert pipe.drop_oldest
+    m = run_pipeline(pipe)
+    n_windows = duration_us // 20_000
+    assert m.windows_binned >= n_windows - 1
+    assert m.queue_max <= 4 and max(seen_depths) <= 4
+    assert m.dropped_windows > 0
+    assert m.windows_done + m.dropped_windows == m.windows_binned
+    assert m.windows_done < m.windows_binned / 3
+    # kept windows are the newest ones: a window never waits behind more than the queue
+    assert m.latency_max_ms < (4 + 1) * 200 + 1000
+    assert m.events_in == len(ev)
+
+
+def test_replay_blocks_and_drops_nothing():
+    size = SensorSize(32, 32)
+    slow = SlowClassifier(0.01)
+    ev = random_events(20_000, size, duration_us=600_000)
+    pipe = Pipeline(ArraySource(ev, size, speed=0), slow, window_queue=2)
+    m = run_pipeline(pipe)
+    assert not pipe.drop_oldest
+    assert m.dropped_windows == 0 and m.queue_max <= 2
+    assert m.windows_done == m.windows_binned == 30
+    assert [w.index for w in slow.windows] == list(range(30))
+    assert sum(w.n_events for w in slow.windows) == len(ev)
+
+
+# ------------------------------------------------------------------ errors
+class BrokenSource(Source):
+    """Yields ``n_ok`` packets of 10 ms, then fails like a file corrupt half-way."""
+
+    def __init__(self, events, size, n_ok: int) -> None:
+        super().__init__(size, uri="broken.h5")
+        self.events = events
+        self.n_ok = n_ok
+
+    async def _packets(self):
+        from core.sources import iter_packets
+
+        for i, p in enumerate(iter_packets(self.events, packet_us=10_000)):
+            if i == self.n_ok:
+                raise EventFileError("corrupt chunk at byte 1234", path="broken.h5")
+            yield p
+            await asyncio.sleep(0)
+
+
+def test_source_error_keeps_predictions_before_it(tmp_path):
+    size = SensorSize(32, 32)
+    ev = random_events(10_000, size, duration_us=1_000_000)
+    slow = SlowClassifier(0.0)
+    lst = ListSink()
+    csv = CsvSink(tmp_path / "p.csv")
+    src = BrokenSource(ev, size, n_ok=50)  # 500 ms fine, then corrupt
+    with pytest.raises(EventFileError, match="corrupt chunk"):
+        run_pipeline(Pipeline(src, slow, sinks=[lst, csv]))
+    assert len(lst.predictions) >= 500_000 // 20_000 - 1
+    assert all(p.t_start_us < 500_000 for p in lst.predictions)
+    lines = (tmp_path / "p.csv").read_text().splitlines()
+    assert lines[0].startswith("window,t_start_us")
+    assert len(lines) - 1 == len(lst.predictions)
+    assert lst.closed and src.closed
+
+
+def test_csv_sink_refuses_to_overwrite(tmp_path):
+    (tmp_path / "p.csv").write_text("x")
+    with pytest.raises(OutputExistsError):
+        CsvSink(tmp_path / "p.csv")
+    CsvSink(tmp_path / "p.csv", force=True).close()
+    assert (tmp_path / "p.csv").read_text().startswith("window,")
+
+
+# --------------------------------------------------------------- controls
+def _run_in_thread(pipe: Pipeline):
+    box = {}
+
+    def target():
+        try:
+            box["metrics"] = asyncio.run(pipe.run())
+        except BaseException as exc:  # noqa: BLE001
+            box["error"] = exc
+
+    th = threading.Thread(target=target)
+    th.start()
+    return th, box
+
+
+def test_stop_from_another_thread_leaves_no_thread():
+    got = threading.Event()
+    slow = SlowClassifier(0.005, size=SensorSize(64, 64))
+    src = open_source("synthetic:1?width=64&height=64")  # live, endless
+    closed = []
+    sink = CallbackSink(lambda w, p, m: got.set(), on_close=lambda: closed.append(True))
+    pipe = Pipeline(src, slow, sinks=[sink])
+    th, box = _run_in_thread(pipe)
+    assert got.wait(30), "no prediction"
+    pipe.stop()
+    th.join(15)
+    assert not th.is_alive()
+    assert "error" not in box and box["metrics"].windows_done >= 1
+    assert closed == [True] and src.closed
+    assert not [t for t in threading.enumerate() if t.name.startswith("dvsapp-model")]
+
+
+def test_pause_resume_seek_from_another_thread():
+    size = SensorSize(32, 32)
+    ev = random_events(40_000, size, duration_us=4_000_000)
+    slow = SlowClassifier(0.0)
+    seen = []
+    first = threading.Event()
+    sink = CallbackSink(lambda w, p, m: (seen.append((p.t_start_us, m.paused)), first.set()))
+    src = ArraySource(ev, size, speed=1.0)
+    pipe = Pipeline(src, slow, sinks=[sink])
+    th, box = _run_in_thread(pipe)
+    assert first.wait(20)
+    pipe.pause()
+    time.sleep(0.3)
+    n_paused = len(seen)
+    time.sleep(0.3)
+    assert len(seen) <= n_paused + 5  # at most what was already queued
+    pipe.seek(3_000_000)
+    pipe.set_speed(0)
+    pipe.resume()
+    th.join(20)
+    assert not th.is_alive() and "error" not in box
+    after = [t for t, _ in seen[n_paused + 5 :]]
+    assert after and min(after) >= 3_000_000 - 20_000
+    assert slow.resets >= 1  # the model state restarted at the seek
+    with pytest.raises(SourceError):
+        Pipeline(open_source("synthetic:0"), slow).seek(0)
+
+
+def test_sigint_stops_cleanly():
+    slow = SlowClassifier(0.002, size=SensorSize(64, 64))
+    pipe = Pipeline(open_source("synthetic:2?width=64&height=64"), slow, sinks=[ListSink()])
+    timer = threading.Timer(1.5, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        m = run_pipeline(pipe)
+    finally:
+        timer.cancel()
+    assert not m.running and m.windows_done >= 1
+    assert pipe.source.closed
+
+
+def test_seconds_limit_and_metrics_fields():
+    slow = SlowClassifier(0.0, size=SensorSize(64, 64))
+    pipe = Pipeline(open_source("synthetic:4?width=64&height=64"), slow)
+    m = run_pipeline(pipe, seconds=1.0)
+    assert m.events_in > 0 and m.windows_done > 0 and m.realtime_factor is not None
+    d = m.as_dict()
+    for key in ("events_per_s", "windows_per_s", "model_ms", "queue_depth", "dropped_windows", "latency_p99_ms"):
+        assert key in d
+
+
+# ------------------------------------------------------------------ sinks
+def test_stats_and_truth():
+    from core.labels import Segment
+
+    truth = segments_truth([Segment(1, 100, 200), Segment(0, 300, 400)])
+    assert [truth(t) for t in (50, 100, 199, 200, 350, 400)] == [None, 1, 1, None, 0, None]
+    stats = StatsSink(("a", "b"), truth)
+    probs = np.array([0.3, 0.7], np.float32)
+    for t_end, cls in ((150, 1), (200, 0), (350, 1), (500, 1)):
+        stats.add(Prediction(t_end, probs, "ab"[cls], cls, 0.7, latency_us=1000 * t_end))
+    s = stats.summary()
+    assert s["scored"] == 3 and s["accuracy"] == pytest.approx(1 / 3, abs=1e-4)
+    assert s["per_class"] == {"a": 1, "b": 3} and s["predictions"] == 4
+    assert s["latency_p50_ms"] == pytest.approx(275.0)
+
+
+def test_json_lines_sink(tmp_path):
+    import io
+    import json
+
+    buf = io.StringIO()
+    sink = JsonLinesSink(buf)
+    p = Prediction(5, np.array([0.1, 0.9], np.float32), "b", 1, 0.9, window_index=3)
+    asyncio.run(sink.consume(None, p))
+    row = json.loads(buf.getvalue())
+    assert row["label"] == "b" and row["window"] == 3 and row["probs"] == [0.1, 0.9]
+
+
+# -------------------------------------------------------------- recording
+def test_record_source_roundtrip(tmp_path):
+    from core.io import open_events
+
+    size = SensorSize(40, 30)
+    ev = random_events(5000, size, duration_us=500_000)
+    out = tmp_path / "rec.h5"
+    result = record_source(ArraySource(ev, size, speed=0), out)
+    assert result.n_events == len(ev)
+    back = open_events(out).read_all()
+    assert np.array_equal(back, ev)
+    with pytest.raises(OutputExistsError):
+        record_source(ArraySource(ev, size, speed=0), out)
+
+
+def test_record_live_for_seconds(tmp_path):
+    from core.io import open_events
+
+    out = tmp_path / "live.aedat4"
+    result = record_source("synthetic:5?width=64&height=64", out, seconds=1.0)
+    reader = open_events(out)
+    assert reader.sensor_size[:2] == (64, 64)
+    assert len(reader.read_all()) == result.n_events > 0
+
+
+def test_packets_reach_pipeline_even_when_empty():
+    """Quiet streams still close windows on time (Packet.until_us moves time)."""
+    size = SensorSize(32, 32)
+
+    class Quiet(Source):
+        async def _packets(self):
+            for k in range(1, 11):
+                yield Packet(random_events(0, size), k * 10_000)
+
+    slow = SlowClassifier(0.0)
+    m = run_pipeline(Pipeline(Quiet(size), slow))
+    assert m.windows_done == 5 and all(w.n_events == 0 for w in slow.windows)
