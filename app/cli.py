@@ -38,8 +38,27 @@ def fail(message: str, code: int = 2) -> None:
     raise SystemExit(code)
 
 
+#: ``dvsapp GROUP FILE ...`` means ``dvsapp GROUP DEFAULT FILE ...`` (e.g. ``dvsapp label rec.aedat4``)
+DEFAULT_SUBCOMMANDS = {"label": "edit"}
+
+
+def _with_default_subcommand(argv: list[str]) -> list[str]:
+    if len(argv) < 2 or argv[0] not in DEFAULT_SUBCOMMANDS or argv[1].startswith("-"):
+        return argv
+    group = next(
+        (c.typer_instance for c in app.registered_groups if c.name == argv[0] and c.typer_instance), None
+    )
+    if group is None:
+        return argv
+    known = {c.name or (c.callback.__name__ if c.callback else "") for c in group.registered_commands}
+    if argv[1] in known:
+        return argv
+    return [argv[0], DEFAULT_SUBCOMMANDS[argv[0]], *argv[1:]]
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
+    argv = _with_default_subcommand(list(sys.argv[1:] if argv is None else argv))
     try:
         app(args=argv, standalone_mode=True)
     except DvsAppError as exc:

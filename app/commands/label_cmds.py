@@ -43,7 +43,9 @@ def edit(
 ) -> None:
     """Open the labeling window on RECORDING (labels are saved beside it as <stem>_labels.csv)."""
     from app.gui.labeler import run_labeler
+    from core.io import open_events
 
+    open_events(recording)  # a missing or unreadable file fails here, in one line, before any window
     raise typer.Exit(run_labeler(recording, recover=recover, checkpoint=model))
 
 

@@ -24,10 +24,27 @@ def bundled_recording() -> Path:
     return BUNDLED_RECORDING
 
 
+def require_display() -> None:
+    """Raise a one-line :class:`~core.errors.ConfigError` when Qt would find no screen to open.
+
+    Without it Qt prints several lines about its platform plugins and aborts the process.
+    """
+    from core.errors import ConfigError
+
+    if os.environ.get("QT_QPA_PLATFORM") or not sys.platform.startswith("linux"):
+        return
+    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        raise ConfigError(
+            "no display to open a window on: run under a desktop session or `xvfb-run`, "
+            "or use `dvsapp classify` / `dvsapp replay FILE --export out.mp4` headless"
+        )
+
+
 def application() -> QtWidgets.QApplication:
     """The running QApplication, created on first use."""
     app = QtWidgets.QApplication.instance()
     if app is None:
+        require_display()
         app = QtWidgets.QApplication(sys.argv[:1])
         app.setOrganizationName("dvsapp")
         app.setApplicationName("dvsapp")

@@ -926,7 +926,9 @@ def run_labeler(
     recording: str | os.PathLike, *, recover: bool | None = None, checkpoint: str | os.PathLike | None = None
 ) -> int:
     """Open the labeling window on ``recording`` and run the Qt event loop; returns the exit status."""
-    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
+    from app.gui.app import application
+
+    app = application()
     window = LabelerWindow(recording, recover=recover, checkpoint=checkpoint)
     window.show()
     return int(app.exec())

@@ -20,6 +20,7 @@ import atheris
 with atheris.instrument_imports(include=["core"]):
     import core.io  # noqa: F401
     import core.labels  # noqa: F401
+    import core.model.checkpoint  # noqa: F401
 
 from tests.fuzz.harness import TARGETS  # noqa: E402
 from tests.fuzz.seeds import write_corpus  # noqa: E402
@@ -34,6 +35,7 @@ def main() -> None:
     if not corpus.is_dir() or not any(corpus.iterdir()):
         write_corpus(target, corpus)
     check = TARGETS[target]
+    CRASHERS.mkdir(exist_ok=True)
 
     def one_input(data: bytes) -> None:
         check(data)

@@ -89,14 +89,15 @@ def labels_seeds() -> dict[str, bytes]:
 
 
 def checkpoint_seeds() -> dict[str, bytes]:
-    from core.model import PRESETS, build_model, save_checkpoint
+    """A small but complete checkpoint (the fuzzer's inputs are capped at 64 KiB)."""
+    from core.model import build_model, preset, save_checkpoint
 
-    cfg = PRESETS["tiny"]
+    cfg = preset("tiny", embed_dim=16, heads=2, input_hw=(16, 16), patch_size=4, mlp_ratio=1.0)
     model = build_model(cfg)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "m.safetensors"
         save_checkpoint(path, model, metadata={"note": "fuzz seed"})
-        return {"tiny": path.read_bytes()}
+        return {"micro": path.read_bytes()}
 
 
 SEEDS = {"readers": reader_seeds, "labels": labels_seeds, "checkpoint": checkpoint_seeds}
