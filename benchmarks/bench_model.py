@@ -9,6 +9,8 @@ and report the median wall time per timestep and the real-time factor
     python benchmarks/bench_model.py --presets tiny --threads 2 --windows 20
     python benchmarks/bench_model.py --energy-only --presets tiny     # energy per window
     python benchmarks/bench_model.py --energy-only --checkpoint core/model/pretrained/tiny_synth.safetensors
+    python benchmarks/bench_model.py --energy-only --checkpoint core/model/pretrained/tiny_synth.safetensors \
+        --recording recordings/gestures.aedat4     # every window of the bundled recording
 
 Energy is estimated on a synthetic gesture window (``core.synth``) at the model's
 input size.  An untrained model runs with batch-statistics BN (train mode) so its
@@ -52,6 +54,57 @@ def gesture_frames(cfg, class_id: int = 1, seed: int = 0) -> torch.Tensor:
         end_time_us=start + cfg.window_us,
     )
     return torch.from_numpy(frames[: cfg.timesteps]).float().unsqueeze(1)
+
+
+def recording_windows(cfg, path: str) -> list[torch.Tensor]:
+    """The windows ``[T, 1, P, H, W]`` of a recording as the live pipeline feeds them to the model.
+
+    Events fitted to the model input by :class:`core.filters.SpatialAdapter` (crop,
+    the pipeline's default), binned into counts by :func:`core.binning.bin_windows`
+    (the offline twin of ``StreamBinner``); windows without events are left out.
+    """
+    from core.binning import bin_windows
+    from core.events import SensorSize
+    from core.filters import SpatialAdapter
+    from core.io import open_events
+
+    reader = open_events(path)
+    h, w = cfg.input_hw
+    adapter = SpatialAdapter(reader.sensor_size, SensorSize(w, h), mode="crop")
+    events = adapter(reader.read_all())
+    windows = bin_windows(events, adapter.out_size, cfg.step_us, cfg.timesteps)
+    return [torch.from_numpy(win.frames).float().unsqueeze(1) for win in windows if win.n_events > 0]
+
+
+def recording_energy(args) -> None:
+    """Energy per window of a checkpoint over every window of a recording (each window from rest)."""
+    from core.model import load_checkpoint
+
+    model, _ = load_checkpoint(args.checkpoint)
+    model.eval()
+    windows = recording_windows(model.config, args.recording)
+    reports = [estimate_energy(model, frames) for frames in windows]
+    energy = sorted(r.energy_pj * 1e-6 for r in reports)
+    ann = statistics.mean(r.ann_energy_pj * 1e-6 for r in reports)
+    att = sum(r.attention_energy_pj for r in reports)
+    att_ann = sum(r.attention_ann_energy_pj for r in reports)
+    rates = [statistics.mean(r.firing_rates.values()) for r in reports]
+    cfg = model.config
+    print(
+        f"# {args.checkpoint.split('/')[-1]} ({cfg.attention}, T={cfg.timesteps} x {cfg.step_us / 1000:g} ms) "
+        f"on {args.recording}: {len(windows)} windows with events"
+    )
+    print(
+        "| energy / window, mean (uJ) | median | min | max | ANN energy / window (uJ) | ANN / SNN "
+        "| mean firing rate | attention mixing / window (nJ) | vanilla attention (nJ) | attention ANN / ours |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    mean_e = statistics.mean(energy)
+    print(
+        f"| {mean_e:.3f} | {statistics.median(energy):.3f} | {energy[0]:.3f} | {energy[-1]:.3f} | {ann:.3f} "
+        f"| {ann / mean_e:.1f} | {statistics.mean(rates):.3f} | {att * 1e-3 / len(reports):.3f} "
+        f"| {att_ann * 1e-3 / len(reports):.3f} | {att_ann / att:.0f} |"
+    )
 
 
 def energy_table(args) -> None:
@@ -114,9 +167,17 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--windows", type=int, default=10)
     ap.add_argument("--energy-only", action="store_true", help="estimate energy per window instead of timing")
     ap.add_argument("--checkpoint", default=None, help="energy of this checkpoint instead of fresh presets")
+    ap.add_argument(
+        "--recording", default=None, help="with --checkpoint: energy per window over this recording's windows"
+    )
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    if args.energy_only and args.recording:
+        if not args.checkpoint:
+            ap.error("--recording needs --checkpoint")
+        recording_energy(args)
+        return
     if args.energy_only:
         energy_table(args)
         return

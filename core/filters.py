@@ -522,7 +522,10 @@ class SpatialAdapter:
         """
         scale = self.scale
         rect = []
-        for n_in, n_out in ((self.in_size.width, self.out_size.width), (self.in_size.height, self.out_size.height)):
+        for n_in, n_out in (
+            (self.in_size.width, self.out_size.width),
+            (self.in_size.height, self.out_size.height),
+        ):
             span = min(Fraction(n_in), n_out / scale)
             start = (n_in - span) / 2
             rect.append((int(round(start)), int(round(span))))

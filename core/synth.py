@@ -389,6 +389,12 @@ def _circle(side: int, sense: int):
         ecc = 1.0 + 0.2 * m.shape[3]
         tx = cx + rad * ecc * np.cos(psi)
         ty = cy + rad * np.sin(psi) / ecc
+        # A hand passing close to the shoulder would swing the folded elbow round
+        # in a few frames: keep the target at least ~0.3 reach away (smooth max).
+        r = np.hypot(tx, ty)
+        floor, soft = 0.3 * fig.reach, 0.05 * fig.reach
+        scale = (floor + soft * np.logaddexp(0.0, (r - floor) / soft)) / np.maximum(r, 1e-9)
+        tx, ty = tx * scale, ty * scale
         return _pair(fig, m, t, *_one_arm(m, side, _ik(fig, tx, ty, elbow="below"), fig, t))
 
     return motion

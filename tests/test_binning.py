@@ -73,12 +73,18 @@ def slicing(draw):
             kw["end_time_us"] = kw["start_time_us"] + draw(st.integers(0, 12_000))
     else:
         count = draw(st.integers(1, 400))
-        kw = {mode: count, "overlap": draw(st.integers(0, count - 1)), "include_incomplete": draw(st.booleans())}
+        kw = {
+            mode: count,
+            "overlap": draw(st.integers(0, count - 1)),
+            "include_incomplete": draw(st.booleans()),
+        }
     return kw
 
 
 @settings(max_examples=80, deadline=None, derandomize=True, database=None)
-@given(n=st.integers(1, 400), seed=st.integers(0, 2**16), kwargs=slicing(), polarities=st.sampled_from([1, 2]))
+@given(
+    n=st.integers(1, 400), seed=st.integers(0, 2**16), kwargs=slicing(), polarities=st.sampled_from([1, 2])
+)
 def test_identical_to_tonic_any_slicing(n, seed, kwargs, polarities):
     size = SensorSize(7, 5, polarities)
     ev = random_events(n, size, duration_us=10_000, t0_us=1_000, seed=seed)

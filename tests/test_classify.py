@@ -148,3 +148,118 @@ def test_missing_bundled_model_is_a_clear_error():
         pytest.skip("the bundled model exists")
     with pytest.raises(CheckpointError, match="bundled"):
         load_classifier(None)
+
+
+# ------------------------------------------------ end to end: `dvsapp classify`
+RECORDINGS = __import__("pathlib").Path(__file__).resolve().parents[1] / "recordings"
+
+
+def test_bundled_model_on_bundled_recording_equals_offline():
+    """File replay through the whole pipeline == offline binning of the whole file into the model, state kept."""
+    from core.binning import to_frames
+    from core.filters import SpatialAdapter
+    from core.io import open_events
+    from core.pipeline import ListSink, classify_source
+
+    path = RECORDINGS / "gestures.aedat4"
+    sink = ListSink()
+    report = classify_source(str(path), sinks=[sink], speed=0, handle_signals=False)
+    preds = sink.predictions
+    clf = load_classifier(None)
+    reader = open_events(path)
+    events = reader.read_all()
+    assert report.summary["events_in"] == len(events) and report.summary["dropped_windows"] == 0
+    size = clf.input_size
+    events = SpatialAdapter(reader.sensor_size, size)(events)
+    frames = to_frames(
+        events, size, time_window_us=clf.step_us, start_time_us=preds[0].t_start_us, end_time_us=preds[-1].t_us
+    )
+    with torch.inference_mode():
+        logits, _ = clf.model(torch.from_numpy(frames).unsqueeze(1))
+    t = clf.steps_per_window
+    ref = torch.softmax(logits[t - 1 :: t, 0], -1).numpy()
+    assert len(preds) == len(ref) == report.summary["windows"] > 200
+    np.testing.assert_allclose(np.stack([p.probs for p in preds]), ref, atol=1e-5)
+    assert [p.class_id for p in preds] == ref.argmax(1).tolist()
+
+
+def _cli(*args: str, timeout: float = 120):
+    import subprocess
+
+    from dvnet import REPO, dvsapp_command
+
+    return subprocess.run(
+        [*dvsapp_command(), "classify", *args], cwd=REPO, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def corrupt_aedat4_payload(src, dst, at: float = 0.6) -> int:
+    """Copy ``src`` with random bytes over half of the packet at ``at`` of the file, framing intact.
+
+    The reader's up-front framing check passes; decoding fails when it reaches the
+    damaged packet.  Returns the packet's byte offset.
+    """
+    import struct
+
+    from core.io.aedat4 import read_header
+
+    data = bytearray(src.read_bytes())
+    pos = read_header(src, len(data)).data_start
+    while True:
+        _, length = struct.unpack_from("<II", data, pos)
+        if pos + 8 + length > len(data) * at:
+            break
+        pos += 8 + length
+    rng = np.random.default_rng(3)
+    start = pos + 8 + length // 4
+    data[start : start + length // 2] = rng.integers(0, 256, length // 2, dtype=np.uint8).tobytes()
+    dst.write_bytes(bytes(data))
+    return pos
+
+
+def test_classify_corrupt_file_exits_2_and_keeps_earlier_predictions(tmp_path):
+    import csv
+
+    good = tmp_path / "good.csv"
+    ok = _cli(str(RECORDINGS / "gestures.aedat4"), "--json", "--out", str(good))
+    assert ok.returncode == 0, ok.stderr
+    bad_file = tmp_path / "corrupt.aedat4"
+    corrupt_aedat4_payload(RECORDINGS / "gestures.aedat4", bad_file)
+    out = tmp_path / "preds.csv"
+    run = _cli(str(bad_file), "--json", "--out", str(out))
+    assert run.returncode == 2
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("dvsapp: error: ") and str(bad_file) in lines[0]
+    assert "corrupt" in lines[0] and "Traceback" not in run.stderr
+    kept = list(csv.DictReader(out.open()))
+    full = list(csv.DictReader(good.open()))
+    # the windows before the damage (60 % into the file) were classified, exactly as in the intact file
+    assert len(full) // 3 < len(kept) < len(full)
+    keys = ("window", "t_end_us", "n_events", "class_id", "confidence")
+    for a, b in zip(kept[:-1], full):
+        assert {k: a[k] for k in keys} == {k: b[k] for k in keys}
+    # the last one is the window open when the damage was hit, classified with the events read before it
+    last, same = kept[-1], full[len(kept) - 1]
+    assert last["window"] == same["window"] and int(last["n_events"]) <= int(same["n_events"])
+    assert len(run.stdout.splitlines()) == len(kept)  # the JSON lines printed match the CSV
+
+
+def test_classify_truncated_file_exits_2_with_one_line(tmp_path):
+    """A truncated AEDAT 4 file is caught by the reader's framing check before any window."""
+    data = (RECORDINGS / "gestures.aedat4").read_bytes()
+    bad_file = tmp_path / "truncated.aedat4"
+    bad_file.write_bytes(data[: len(data) * 6 // 10])
+    out = tmp_path / "preds.csv"
+    run = _cli(str(bad_file), "--json", "--out", str(out))
+    assert run.returncode == 2
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("dvsapp: error: ") and str(bad_file) in lines[0]
+    assert "truncated" in lines[0] and run.stdout == ""
+    assert not out.exists()  # nothing was classified, so no empty CSV is left behind
+
+
+def test_classify_refuses_to_overwrite_out(tmp_path):
+    out = tmp_path / "p.csv"
+    out.write_text("mine")
+    run = _cli(str(RECORDINGS / "gestures.aedat4"), "--out", str(out))
+    assert run.returncode == 2 and "--force" in run.stderr and out.read_text() == "mine"

@@ -14,14 +14,31 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _dvsapp(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "app", *args], capture_output=True, text=True, cwd=REPO, env=env, timeout=timeout
+        [sys.executable, "-m", "app", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=timeout,
     )
 
 
 def test_every_command_group_is_registered():
     proc = _dvsapp("--help")
     assert proc.returncode == 0
-    for name in ("info", "convert", "simulate", "classify", "record", "train", "eval", "demo", "replay", "gui", "label"):
+    for name in (
+        "info",
+        "convert",
+        "simulate",
+        "classify",
+        "record",
+        "train",
+        "eval",
+        "demo",
+        "replay",
+        "gui",
+        "label",
+    ):
         assert f" {name} " in proc.stdout, name
 
 

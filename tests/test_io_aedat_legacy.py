@@ -17,8 +17,17 @@ HEADER_31 = (
 )
 
 
-def packet31(etype: int, events: bytes, *, size: int, n: int, overflow: int = 0, valid: int | None = None,
-             capacity: int | None = None, source: int = 1) -> bytes:
+def packet31(
+    etype: int,
+    events: bytes,
+    *,
+    size: int,
+    n: int,
+    overflow: int = 0,
+    valid: int | None = None,
+    capacity: int | None = None,
+    source: int = 1,
+) -> bytes:
     """One AEDAT 3.1 packet: the 28-byte header (spec field order) + event bytes."""
     capacity = n if capacity is None else capacity
     valid = n if valid is None else valid
@@ -46,7 +55,9 @@ def write31(path, events: np.ndarray, per_packet: int, *, special_every: int = 0
             body = polarity_bytes(chunk["x"], chunk["y"], chunk["t"] & 0x7FFFFFFF, chunk["p"])
             fh.write(packet31(1, body, size=8, n=len(chunk), overflow=overflow))
             if special_every and k % special_every == 0:
-                fh.write(packet31(0, struct.pack("<Ii", 0x7, 5), size=8, n=1))  # special event packet: skipped
+                fh.write(
+                    packet31(0, struct.pack("<Ii", 0x7, 5), size=8, n=1)
+                )  # special event packet: skipped
 
 
 def dvs128_address(x: int, y: int, p: bool) -> int:
@@ -59,7 +70,10 @@ def write2(path, events: np.ndarray, t_raw: np.ndarray, extra: list[tuple[int, i
     with open(path, "wb") as fh:
         fh.write(b"#!AER-DAT2.0\r\n# This is a raw AE data file - do not edit\r\n")
         fh.write(b"# Timestamps tick is 1 us\r\n# AEChip: ch.unizh.ini.jaer.chip.retina.DVS128\r\n")
-        rows = [(i, dvs128_address(int(e["x"]), int(e["y"]), bool(e["p"])), int(t_raw[i])) for i, e in enumerate(events)]
+        rows = [
+            (i, dvs128_address(int(e["x"]), int(e["y"]), bool(e["p"])), int(t_raw[i]))
+            for i, e in enumerate(events)
+        ]
         for pos, addr, ts in extra:
             rows.append((pos - 0.5, addr, ts))
         for _, addr, ts in sorted(rows):
@@ -92,8 +106,13 @@ def test_aedat31_timestamp_overflow_and_invalid_events(tmp_path):
     with open(path, "wb") as fh:
         fh.write(HEADER_31)
         # first packet: two valid events and one invalid one (valid bit 0), capacity larger than number
-        body = polarity_bytes([0, 99, 127], [1, 99, 2], [(1 << 31) - 3, (1 << 31) - 2, (1 << 31) - 1], [1, 1, 0],
-                              valid=[1, 0, 1])
+        body = polarity_bytes(
+            [0, 99, 127],
+            [1, 99, 2],
+            [(1 << 31) - 3, (1 << 31) - 2, (1 << 31) - 1],
+            [1, 1, 0],
+            valid=[1, 0, 1],
+        )
         body += b"\xff" * 16  # two unused slots (capacity 5, number 3)
         fh.write(packet31(1, body, size=8, n=3, valid=2, capacity=5, overflow=0))
         body = polarity_bytes([5, 64], [127, 0], [0, 7], [1, 0])
@@ -152,13 +171,17 @@ def test_aedat2_and_31_agree_on_the_same_scene(tmp_path):
     ev = random_events(500, (128, 128), seed=4)
     write2(tmp_path / "a.aedat", ev, ev["t"])
     write31(tmp_path / "b.aedat", ev, per_packet=100)
-    np.testing.assert_array_equal(open_events(tmp_path / "a.aedat").read_all(), open_events(tmp_path / "b.aedat").read_all())
+    np.testing.assert_array_equal(
+        open_events(tmp_path / "a.aedat").read_all(), open_events(tmp_path / "b.aedat").read_all()
+    )
 
 
 def test_aedat2_documented_address_layout(tmp_path):
     # raw address 0x0000 = raw x 0, raw y 0, polarity bit 0 -> x=127, y=127, ON
     path = tmp_path / "one.aedat"
-    path.write_bytes(b"#!AER-DAT2.0\r\n" + struct.pack(">II", 0x0000, 10) + struct.pack(">II", (5 << 8) | (3 << 1) | 1, 11))
+    path.write_bytes(
+        b"#!AER-DAT2.0\r\n" + struct.pack(">II", 0x0000, 10) + struct.pack(">II", (5 << 8) | (3 << 1) | 1, 11)
+    )
     out = open_events(path).read_all()
     assert out.tolist() == [(127, 127, 10, True), (124, 122, 11, False)]
 
@@ -193,3 +216,26 @@ def test_aedat31_misaligned_packets_and_numpy_fallback(tmp_path, monkeypatch):
     two = tmp_path / "two.aedat"
     write2(two, ev, ev["t"])
     np.testing.assert_array_equal(open_events(two).read_all(), ev)
+
+
+def test_aedat31_bad_events_are_reported_by_index(tmp_path, monkeypatch):
+    from core.io import _kernels
+
+    ev = random_events(3000, (128, 128), duration_us=1_000_000, seed=5)
+    unsorted = ev.copy()
+    unsorted["t"][2100] = unsorted["t"][2099] - 1
+    outside = ev.copy()
+    outside["x"][1500] = 200  # DVS128 header: a 128x128 sensor
+    cases = [
+        (unsorted, f"event 2100 has t={int(unsorted['t'][2100])} us after t={int(unsorted['t'][2099])} us"),
+        (outside, "event 1500 has x=200 outside the 128x128 sensor"),
+    ]
+    for numba_on in (True, False):
+        monkeypatch.setattr(_kernels, "HAVE_NUMBA", numba_on and _kernels.check_events is not None)
+        for k, (events, fragment) in enumerate(cases):
+            path = tmp_path / f"bad{k}.aedat"
+            write31(path, events, per_packet=700)
+            with pytest.raises(EventFileError, match=fragment):
+                open_events(path).read_all()
+            with pytest.raises(EventFileError, match=fragment):
+                list(open_events(path).packets(max_events=500))

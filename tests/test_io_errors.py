@@ -80,7 +80,9 @@ def _bad_inputs(tmp_path, shared=None):
     out = ev.copy()
     out["x"][123] = 70
     csv = tmp_path / "outside.csv"
-    csv.write_text("# sensor 64x64\nt,x,y,p\n" + "".join(f"{e['t']},{e['x']},{e['y']},{int(e['p'])}\n" for e in out))
+    csv.write_text(
+        "# sensor 64x64\nt,x,y,p\n" + "".join(f"{e['t']},{e['x']},{e['y']},{int(e['p'])}\n" for e in out)
+    )
     cases.append(("outside the sensor", csv, EventFileError, "event 123 has x=70 outside the 64x64 sensor"))
 
     unsorted = tmp_path / "unsorted.csv"
@@ -117,7 +119,11 @@ def test_every_bad_input_gives_one_line_naming_the_file(tmp_path):
 def test_hostile_headers_do_not_allocate_or_hang(tmp_path):
     # an npy header that claims 2**40 events in a tiny file
     path = tmp_path / "liar.npy"
-    header = {"descr": [("x", "<i2"), ("y", "<i2"), ("t", "<i8"), ("p", "|b1")], "fortran_order": False, "shape": (2**40,)}
+    header = {
+        "descr": [("x", "<i2"), ("y", "<i2"), ("t", "<i8"), ("p", "|b1")],
+        "fortran_order": False,
+        "shape": (2**40,),
+    }
     with open(path, "wb") as fh:
         np.lib.format.write_array_header_1_0(fh, header)
         fh.write(b"\x00" * 26)
@@ -128,3 +134,249 @@ def test_hostile_headers_do_not_allocate_or_hang(tmp_path):
     path.write_bytes(b"#!AER-DAT3.1" + b"x" * 100_000)
     with pytest.raises(EventFileError, match="never ends"):
         open_events(path)
+
+
+# -- hostile files (issue 9): claimed sizes are checked before anything is allocated or decoded --------------
+
+
+def _ioheader(description: bytes, compression: int, table_pos: int) -> bytes:
+    """An AEDAT 4 IOHeader flatbuffer laid out as DV writes it (root table, vtable, string)."""
+    vtable = struct.pack("<HHHHH", 10, 20, 4, 12, 8)  # 3 fields: compression @4, string @8, position @12
+    table = struct.pack("<iiIq", 10, compression, 12, table_pos)
+    body = b"\x18\x00\x00\x00IOHE" + b"\x00" * 6 + vtable + table + struct.pack("<I", len(description))
+    body += description + b"\x00"
+    return body + b"\x00" * (-len(body) % 4)
+
+
+def _aedat4_parts(path):
+    """(description, compression, packets + data table bytes, table offset within them) of a file."""
+    data = path.read_bytes()
+    (length,) = struct.unpack_from("<I", data, 14)
+    header = data[18 : 18 + length]
+    root = struct.unpack_from("<I", header, 0)[0]
+    vt = root - struct.unpack_from("<i", header, root)[0]
+    f_comp, f_pos, f_desc = struct.unpack_from("<HHH", header, vt + 4)
+    compression = struct.unpack_from("<i", header, root + f_comp)[0]
+    table_pos = struct.unpack_from("<q", header, root + f_pos)[0]
+    s = root + f_desc + struct.unpack_from("<I", header, root + f_desc)[0]
+    description = header[s + 4 : s + 4 + struct.unpack_from("<I", header, s)[0]]
+    return description, compression, data[18 + length :], table_pos - (18 + length)
+
+
+def _aedat4(path, description, compression, rest, table_rel):
+    header = _ioheader(
+        description, compression, -1 if table_rel < 0 else 18 + len(_ioheader(description, 0, 0)) + table_rel
+    )
+    path.write_bytes(b"#!AER-DAT4.0\r\n" + struct.pack("<I", len(header)) + header + rest)
+    return path
+
+
+def test_aedat4_hostile_files_are_refused_cleanly(tmp_path):
+    size = SensorSize(64, 48)
+    ev = random_events(3000, size, seed=2)
+    good = write_events(tmp_path / "good.aedat4", ev, size, metadata={"camera": "cam-1"})
+    desc, comp, rest, rel = _aedat4_parts(good)
+    rebuilt = _aedat4(tmp_path / "rebuilt.aedat4", desc, comp, rest, rel)  # the builder itself is right
+    np.testing.assert_array_equal(open_events(rebuilt).read_all(), ev)
+    assert open_events(rebuilt).metadata["camera"] == "cam-1"
+
+    first_len = struct.unpack_from("<I", rest, 4)[0]
+    evil_xml = b'<!DOCTYPE dv [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;">]>' + desc
+    cases = {
+        "header length past the end": (
+            good.read_bytes()[:14] + struct.pack("<I", 0x7FFFFFF0) + good.read_bytes()[18:],
+            "header claims 2147483632 bytes",
+        ),
+        "root offset outside the header": (
+            good.read_bytes()[:18] + b"\xf0\xff\xff\x00" + good.read_bytes()[22:],
+            "corrupt AEDAT 4 header",
+        ),
+        "entity expansion": (
+            _aedat4(tmp_path / "x", evil_xml, comp, rest, rel).read_bytes(),
+            "XML declarations",
+        ),
+        "no sensor size": (
+            _aedat4(tmp_path / "x", desc.replace(b'"sizeX"', b'"sizeZ"'), comp, rest, rel).read_bytes(),
+            "no valid sizeX/sizeY",
+        ),
+        "unknown compression": (
+            _aedat4(tmp_path / "x", desc, 9, rest, rel).read_bytes(),
+            "unknown compression 9",
+        ),
+        "packet longer than the file": (
+            _aedat4(
+                tmp_path / "x", desc, comp, rest[:4] + struct.pack("<I", 0xFFFFFF00) + rest[8:], rel
+            ).read_bytes(),
+            "claims 4294967040 bytes",
+        ),
+        "packet of an undescribed stream": (
+            _aedat4(tmp_path / "x", desc, comp, struct.pack("<I", 7) + rest[4:], rel).read_bytes(),
+            "unknown stream 7",
+        ),
+        "cut inside the data table": (good.read_bytes()[:-5], "data table"),
+        "cut inside a packet (no data table)": (
+            _aedat4(tmp_path / "x", desc, comp, rest[: 8 + first_len // 2], -1).read_bytes(),
+            "truncated AEDAT 4 data",
+        ),
+    }
+    for name, (data, fragment) in cases.items():
+        path = tmp_path / "hostile.aedat4"
+        path.write_bytes(data)
+        with pytest.raises(EventFileError) as info:
+            _read(path)
+        msg = str(info.value)
+        assert "\n" not in msg and msg.startswith(str(path)), (name, msg)
+        assert fragment in msg, (name, msg)
+
+
+def test_aedat4_reading_never_touches_dv_processing(tmp_path, monkeypatch):
+    import dv_processing as dv
+
+    size = SensorSize(40, 30)
+    ev = random_events(2000, size, seed=3)
+    path = write_events(tmp_path / "w.aedat4", ev, size, metadata={"camera": "c"})
+
+    def refuse(*_a, **_k):
+        raise AssertionError("dv_processing must not read untrusted files")
+
+    monkeypatch.setattr(dv.io, "MonoCameraRecording", refuse)
+    r = open_events(path)
+    np.testing.assert_array_equal(r.read_all(), ev)
+    assert r.metadata["camera"] == "c" and tuple(r.sensor_size[:2]) == (40, 30)
+
+
+def _npy(arr_header: dict, payload: bytes = b"") -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, arr_header)
+    return buf.getvalue() + payload
+
+
+def test_hostile_npz_members(tmp_path):
+    import zipfile
+
+    def npz(name, members, method=zipfile.ZIP_STORED):
+        path = tmp_path / name
+        with zipfile.ZipFile(path, "w", compression=method) as zf:
+            for member, data in members.items():
+                zf.writestr(member, data)
+        return path
+
+    col = {"descr": "<i8", "fortran_order": False, "shape": (4,)}
+    ok = {f"{f}.npy": _npy(col, np.arange(4, dtype="<i8").tobytes()) for f in "xytp"}
+    np.testing.assert_array_equal(open_events(npz("ok.npz", ok)).read_all()["t"], np.arange(4))
+    liar = dict(ok, **{"t.npy": _npy(dict(col, shape=(10**12,)), b"\x00" * 32)})
+    cases = [
+        (npz("liar.npz", liar), EventFileError, "claims 1000000000000 items"),
+        (
+            npz("uneven.npz", dict(ok, **{"y.npy": _npy(dict(col, shape=(3,)), b"\x00" * 24)})),
+            EventFileError,
+            "differ in length",
+        ),
+        (
+            npz("strings.npz", dict(ok, **{"x.npy": _npy(dict(col, descr="<U4"), b"\x00" * 64)})),
+            UnsupportedFormat,
+            "plain numeric",
+        ),
+        (
+            npz(
+                "meta.npz",
+                dict(
+                    ok,
+                    **{
+                        "metadata.npy": _npy(
+                            {"descr": "<U2", "fortran_order": False, "shape": ()}, "[]".encode("utf-32-le")
+                        )
+                    },
+                ),
+            ),
+            EventFileError,
+            "not a JSON object",
+        ),
+        (npz("bz.npz", ok, zipfile.ZIP_BZIP2), UnsupportedFormat, "zip compression 12"),
+        (
+            npz(
+                "obj.npz",
+                {
+                    "events.npy": _npy(
+                        {
+                            "descr": [("x", "O"), ("y", "<i2"), ("t", "<i8"), ("p", "|b1")],
+                            "fortran_order": False,
+                            "shape": (1,),
+                        },
+                        b"\x00" * 19,
+                    )
+                },
+            ),
+            UnsupportedFormat,
+            "field x is not a plain number",
+        ),
+    ]
+    for path, cls, fragment in cases:
+        with pytest.raises(cls) as info:
+            _read(path)
+        assert fragment in str(info.value) and str(info.value).startswith(str(path)), str(info.value)
+
+
+def test_hostile_hdf5_columns(tmp_path):
+    import h5py
+
+    liar = tmp_path / "liar.h5"
+    with h5py.File(liar, "w") as f:
+        for c, dt in (("x", "<i2"), ("y", "<i2"), ("t", "<i8"), ("p", "u1")):
+            f.create_dataset(
+                f"events/{c}", shape=(10**12,), chunks=(4096,), dtype=dt
+            )  # claims, stores nothing
+    with pytest.raises(EventFileError, match="claims"):
+        _read(liar)
+    text = tmp_path / "text.h5"
+    with h5py.File(text, "w") as f:
+        for c in "xytp":
+            f[f"events/{c}"] = np.array([b"a", b"b"])
+    with pytest.raises(EventFileError, match="not numeric"):
+        _read(text)
+    bad_labels = write_events(tmp_path / "labels.h5", random_events(10, (8, 8), seed=4), (8, 8))
+    with h5py.File(bad_labels, "a") as f:
+        f["labels"] = np.zeros((2, 5), dtype=np.int64)
+    with pytest.raises(EventFileError, match=r"expected \[K, 3\]"):
+        _read(bad_labels)
+
+
+def test_fused_decode_checks_report_the_first_bad_event(tmp_path, monkeypatch):
+    import h5py
+
+    from core.io import _kernels
+
+    size = SensorSize(64, 48)
+    ev = random_events(3000, size, seed=9)
+    # AEDAT 4 whose header states a narrower sensor than its events use
+    good = write_events(tmp_path / "good.aedat4", ev, size)
+    desc, comp, rest, rel = _aedat4_parts(good)
+    narrow = _aedat4(
+        tmp_path / "narrow.aedat4",
+        desc.replace(b'"sizeX" type="int">64', b'"sizeX" type="int">32'),
+        comp,
+        rest,
+        rel,
+    )
+    first = int(np.flatnonzero(ev["x"] >= 32)[0])
+    # HDF5 with one timestamp out of order
+    h5 = tmp_path / "unsorted.h5"
+    bad = ev.copy()
+    bad["t"][1234] = bad["t"][1233] - 5
+    with h5py.File(h5, "w") as f:
+        f.attrs["width"], f.attrs["height"] = 64, 48
+        for c in "xytp":
+            f[f"events/{c}"] = bad[c].astype(np.uint8) if c == "p" else bad[c]
+    cases = [
+        (narrow, f"event {first} has x={int(ev['x'][first])} outside the 32x48 sensor"),
+        (h5, f"event 1234 has t={int(bad['t'][1234])} us after t={int(bad['t'][1233])} us"),
+    ]
+    for numba_on in (True, False):
+        monkeypatch.setattr(_kernels, "HAVE_NUMBA", numba_on)
+        for path, fragment in cases:
+            with pytest.raises(EventFileError, match=fragment):
+                open_events(path).read_all()
+            with pytest.raises(EventFileError, match=fragment):
+                list(open_events(path).packets(max_events=700))

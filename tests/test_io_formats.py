@@ -167,7 +167,10 @@ def test_hdf5_labels_and_metadata(tmp_path):
     ev = random_events(1000, size, seed=11)
     rows = np.array([[0, 0, 400_000], [4, 500_000, 900_000]], dtype=np.int64)
     path = write_events(
-        tmp_path / "rec.h5", ev, size, metadata={"camera": "synth", "labels": rows, "class_names": ["a", "b", "c", "d", "e"], "seed": 3}
+        tmp_path / "rec.h5",
+        ev,
+        size,
+        metadata={"camera": "synth", "labels": rows, "class_names": ["a", "b", "c", "d", "e"], "seed": 3},
     )
     r = open_events(path)
     assert r.metadata["camera"] == "synth" and r.metadata["stored_metadata"] == {"seed": 3}
@@ -262,3 +265,72 @@ def test_packets_never_split_a_timestamp(tmp_path):
         ts = np.unique(p.events["t"])
         assert p.until_us == ts[-1] + 1
     assert sum(len(p) for p in packets) == 1000
+
+
+def _nmnist_bytes(ev, marker_every: int = 0) -> bytes:
+    """N-MNIST 40-bit records (t < 2**23 per overflow epoch); optional y=240 overflow markers."""
+    out = bytearray()
+    for i, e in enumerate(ev):
+        if marker_every and i and i % marker_every == 0:
+            out += bytes([0, 240, 0, 0, 0])
+        t = int(e["t"])  # < 2**23
+        out += bytes([int(e["x"]), int(e["y"]), (int(e["p"]) << 7) | (t >> 16), (t >> 8) & 0xFF, t & 0xFF])
+    return bytes(out)
+
+
+def test_compiled_and_numpy_decoders_agree(tmp_path, monkeypatch, shared_data):
+    from expelliarmus import Wizard
+
+    from core.io import _kernels
+
+    # N-MNIST with overflow markers: each marker adds 2**13 us to every later event
+    ev = random_events(3000, (34, 34), duration_us=(1 << 13) - 1, seed=21)
+    path = tmp_path / "ov.bin"
+    path.write_bytes(_nmnist_bytes(ev, marker_every=1000))
+    want = ev.copy()
+    want["t"] += (np.arange(3000) // 1000) * (1 << 13)
+    ev640 = random_events(4000, (640, 480), duration_us=300_000, seed=22)
+    arr = np.zeros(len(ev640), dtype=[("t", "<i8"), ("x", "<i2"), ("y", "<i2"), ("p", "u1")])
+    for f in "txyp":
+        arr[f] = ev640[f]
+    Wizard(encoding="dat").save(str(tmp_path / "d.dat"), arr)
+    files = {
+        path: want,
+        tmp_path / "d.dat": ev640,
+        shared_data / "nmnist_sample.bin": None,
+        shared_data / "ncars_sample.dat": None,
+        shared_data / "prophesee_evt2_640x480.raw": None,
+    }
+    compiled = {p: open_events(p).read_all() for p in files}
+    chunked = {p: np.concatenate(list(open_events(p).iter_chunks(777))) for p in files}
+    monkeypatch.setattr(_kernels, "HAVE_NUMBA", False)
+    for p, expected in files.items():
+        r = open_events(p)
+        plain = r.read_all()
+        np.testing.assert_array_equal(compiled[p], plain)
+        np.testing.assert_array_equal(chunked[p], plain)
+        if expected is not None:
+            np.testing.assert_array_equal(plain, expected)
+    assert tuple(open_events(path).sensor_size[:2]) == (34, 34)
+
+
+def test_csv_fast_parser_matches_loadtxt_and_defers_on_odd_lines(tmp_path):
+    ev = random_events(5000, (640, 480), duration_us=2_000_000, seed=23)
+    seps = [",", ";", " ", "\t", ", "]
+    rng = np.random.default_rng(0)
+    lines = []
+    for e in ev:
+        s = seps[rng.integers(len(seps))]
+        lines.append(
+            s.join(str(v) for v in (int(e["t"]), int(e["x"]), int(e["y"]), int(e["p"])))
+            + ("\r\n" if rng.random() < 0.3 else "\n")
+        )
+    path = tmp_path / "mixed.csv"
+    path.write_text("".join(lines))
+    r = open_events(path)
+    np.testing.assert_array_equal(r.read_all(), ev)
+    raw = [ln.encode() for ln in lines]
+    np.testing.assert_array_equal(r._parse_fast(raw), r._parse_loadtxt(raw, 1))
+    # 5 + 3 tokens add up to 8 but are not two events: the fast path defers, the slow one names the line
+    assert r._parse_fast([b"1 2 3 4 5\n", b"6 7 8\n"]) is None
+    assert r._parse_fast([b"1 2 3 4 # note\n"]) is None

@@ -7,7 +7,7 @@ import pytest
 pytest.importorskip("pytestqt")
 pytest.importorskip("PySide6")
 
-from PySide6 import QtCore, QtWidgets  # noqa: E402
+from PySide6 import QtCore, QtGui, QtWidgets  # noqa: E402
 from PySide6.QtTest import QTest  # noqa: E402
 
 from app.gui.labeler import LabelerWindow  # noqa: E402
@@ -27,6 +27,15 @@ pytestmark = pytest.mark.gui
 TOL_US = 60_000  # a few pixels of the timeline at the default zoom
 
 
+@pytest.fixture(autouse=True)
+def _no_mouse_rate_limit(monkeypatch):
+    """pyqtgraph drops mouse moves closer than 10 ms of wall-clock time (``mouseRateLimit``):
+    the simulated gestures would then depend on the machine's load. Deliver every move."""
+    import pyqtgraph as pg
+
+    monkeypatch.setitem(pg.CONFIG_OPTIONS, "mouseRateLimit", 0)
+
+
 @pytest.fixture
 def recording(tmp_path):
     ev = random_events(20_000, (64, 64, 2), duration_us=10_000_000, t0_us=1_000, seed=3)
@@ -43,21 +52,39 @@ def _open(qtbot, recording, **kwargs) -> LabelerWindow:
     return window
 
 
-def _drag(window: LabelerWindow, t0_us: int, t1_us: int, y_frac: float = 0.5) -> None:
+def _mouse(widget, kind, pos, button, buttons) -> None:
+    """Deliver one mouse event to ``widget`` synchronously, at an exact (sub-pixel) position.
+
+    ``QTest.mouseMove`` without a pressed button goes through ``QCursor::setPos``: the hover
+    move then depends on the platform (asynchronous under X, dropped when the point lies off
+    the virtual screen, skipped when the cursor is already there). Sending the events
+    ourselves makes the gesture the same on every machine and at every load.
+    """
+    event = QtGui.QMouseEvent(
+        kind, pos, widget.mapToGlobal(pos), button, buttons, QtCore.Qt.KeyboardModifier.NoModifier
+    )
+    QtWidgets.QApplication.sendEvent(widget, event)
+
+
+def _drag(
+    window: LabelerWindow, t0_us: int, t1_us: int, y_frac: float = 0.5, *, grab: tuple[int, int] | None = None
+) -> None:
+    """Drag on the timeline from ``t0_us`` to ``t1_us``; ``grab=(segment, edge)``: check the hover grabbed that edge."""
     timeline = window.timeline
     viewport = timeline.plot_widget.viewport()
-    p0, p1 = timeline.pos_for(t0_us, y_frac), timeline.pos_for(t1_us, y_frac)
-    # pyqtgraph drops mouse moves closer than 10 ms (mouseRateLimit) and picks the dragged
-    # item from the last hover: hover first and pace the moves like a hand would
-    QTest.qWait(15)
-    QTest.mouseMove(viewport, p0)
-    QTest.qWait(15)
-    QTest.mousePress(viewport, QtCore.Qt.MouseButton.LeftButton, QtCore.Qt.KeyboardModifier.NoModifier, p0)
+    p0, p1 = timeline.pos_for_f(t0_us, y_frac), timeline.pos_for_f(t1_us, y_frac)
+    left, none = QtCore.Qt.MouseButton.LeftButton, QtCore.Qt.MouseButton.NoButton
+    move, press = QtCore.QEvent.Type.MouseMove, QtCore.QEvent.Type.MouseButtonPress
+    # hover first: pyqtgraph picks the dragged item (edge line, region body or empty
+    # plot) from the last hover, as it does for a hand on a real mouse
+    _mouse(viewport, move, p0, none, none)
+    if grab is not None:
+        index, edge = grab
+        assert timeline.edge_hovered(index) == edge, f"the pointer at {t0_us} us is not on edge {edge}"
+    _mouse(viewport, press, p0, left, left)
     for k in range(1, 6):
-        QTest.qWait(15)
-        QTest.mouseMove(viewport, p0 + (p1 - p0) * k / 5)
-    QTest.qWait(15)
-    QTest.mouseRelease(viewport, QtCore.Qt.MouseButton.LeftButton, QtCore.Qt.KeyboardModifier.NoModifier, p1)
+        _mouse(viewport, move, p0 + (p1 - p0) * (k / 5), none, left)
+    _mouse(viewport, QtCore.QEvent.Type.MouseButtonRelease, p1, left, none)
     QtWidgets.QApplication.processEvents()
 
 
@@ -95,7 +122,7 @@ def test_create_move_resize_relabel_delete_undo_save_reopen(qtbot, recording):
     moved = window.doc.segments[0]
     assert _near(moved.start_us, 3_000_000) and moved.duration_us == seg.duration_us
     # resize: drag the right edge
-    _drag(window, moved.end_us, 6_500_000)
+    _drag(window, moved.end_us, 6_500_000, grab=(0, 1))
     resized = window.doc.segments[0]
     assert resized.start_us == moved.start_us and _near(resized.end_us, 6_500_000)
     # relabel with a number key, then from the class list

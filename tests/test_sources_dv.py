@@ -1,57 +1,29 @@
 """``dv://`` live source against a real dv-processing ``NetworkWriter`` on 127.0.0.1.
 
 The writer runs in a subprocess (``python -m core.sources.dv FILE PORT``) so it can
-be killed and restarted like a real server.
+be killed and restarted like a real server.  The CLI tests run ``dvsapp classify
+--live --source dv://127.0.0.1:PORT --json`` as a user would.
 """
 
 from __future__ import annotations
 
 import asyncio
-import socket
+import json
 import subprocess
-import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from dvnet import dvsapp_command, free_port, go, start_server, stop
 
 from core.errors import SourceError
 from core.events import concat
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(path: Path, port: int, *extra: str, wait_go: bool = False) -> subprocess.Popen:
-    """Start a writer serving ``path``; returns once it listens (or is ready, with ``wait_go``)."""
-    args = [sys.executable, "-m", "core.sources.dv", str(path), str(port), *extra]
-    if wait_go:
-        args.append("--go-on-stdin")
-    proc = subprocess.Popen(
-        args, cwd=REPO, stdout=subprocess.PIPE, stdin=subprocess.PIPE, text=True
-    )
-    line = proc.stdout.readline().strip()
-    assert line in ("serving", "ready"), f"server did not start: {line!r}"
-    return proc
-
-
-def go(proc: subprocess.Popen) -> None:
-    """Let a ``--go-on-stdin`` server bind its port."""
-    proc.stdin.write("go\n")
-    proc.stdin.flush()
-    assert proc.stdout.readline().strip() == "serving"
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.kill()
-    proc.wait(10)
-
+N_EVENTS = 111_954
+"""Events in ``dvxplorer_320x240.aedat4``."""
 
 @pytest.fixture
 def recording(shared_data) -> Path:
@@ -85,7 +57,7 @@ def test_dv_source_receives_every_event(recording):
     finally:
         stop(server)
     got = concat([p.events for p in packets])
-    assert len(got) == len(expected) == 111_954
+    assert len(got) == len(expected) == N_EVENTS
     assert np.array_equal(got, expected)
     for p in packets:
         assert len(p) == 0 or p.events["t"][-1] < p.until_us
@@ -123,4 +95,74 @@ def test_dv_source_reconnects_after_restart(recording):
     until = [p.until_us for p in packets]
     assert until == sorted(until)  # time kept moving forward across the restart
     # everything of the second session arrived after the first one's share
-    assert sum(len(p) for p in packets) >= 30_000 + 111_954
+    assert sum(len(p) for p in packets) >= 30_000 + N_EVENTS
+
+
+# ----------------------------------------------------- `dvsapp classify --live`
+def _classify_live(port: int, *query: str) -> subprocess.Popen:
+    uri = f"dv://127.0.0.1:{port}?" + "&".join(query)
+    return subprocess.Popen(
+        [*dvsapp_command(), "classify", "--live", "--source", uri, "--json"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _summary(stderr: str) -> dict:
+    rows = [json.loads(ln)["summary"] for ln in stderr.splitlines() if ln.startswith('{"summary"')]
+    assert len(rows) == 1, stderr
+    return rows[0]
+
+
+def test_cli_live_receives_every_event(recording):
+    """A NetworkWriter serves a real recording; ``dvsapp classify --live`` gets every event and predicts."""
+    port = free_port()
+    server = start_server(recording, port, "--speed", "1")
+    try:
+        cli = _classify_live(port, "retries=2", "backoff_s=0.05")
+        out, err = cli.communicate(timeout=120)
+    finally:
+        stop(server)
+    assert cli.returncode == 0, err
+    summary = _summary(err)
+    assert summary["events_in"] == N_EVENTS
+    preds = [json.loads(ln) for ln in out.splitlines()]
+    assert len(preds) == summary["predictions"] == summary["windows"] >= 5  # 0.59 s of 80 ms windows
+    assert all({"label", "confidence", "latency_ms"} <= p.keys() for p in preds)
+    assert sum(p["n_events"] for p in preds) <= N_EVENTS
+    assert "gave up" in err  # the writer finished: the stream ended cleanly
+
+
+def test_cli_live_reconnects_when_the_writer_is_killed_and_restarted(recording):
+    port = free_port()
+    first = start_server(recording, port, "--speed", "1", "--loop")
+    second = start_server(recording, port, "--speed", "1", wait_go=True)
+    lines: list[str] = []
+    try:
+        cli = _classify_live(port, "retries=40", "backoff_s=0.05", "backoff_max_s=0.3")
+        reader = threading.Thread(target=lambda: lines.extend(cli.stdout), daemon=True)
+        reader.start()
+        deadline = time.monotonic() + 60
+        while len(lines) < 10 and time.monotonic() < deadline:  # the first writer's predictions
+            time.sleep(0.05)
+        assert len(lines) >= 10, "no predictions from the first writer"
+        first.kill()  # the writer dies mid-stream ...
+        first.wait()
+        n_before = len(lines)
+        time.sleep(0.5)
+        go(second)  # ... and a new one comes up on the same port, serving the recording once
+        _, err = cli.communicate(timeout=90)
+        reader.join(10)
+    finally:
+        stop(first)
+        stop(second)
+    assert cli.returncode == 0, err
+    summary = _summary(err)
+    assert summary["reconnects"] == 1
+    assert "stream lost" in err and "reconnected" in err
+    assert summary["events_in"] >= N_EVENTS  # all of the second session, plus the first one's share
+    assert len(lines) > n_before + 3  # predictions carried on after the restart
+    t_ends = [json.loads(ln)["t_us"] for ln in lines]
+    assert t_ends == sorted(t_ends)

@@ -172,6 +172,9 @@ def train_command(
     time_limit: Annotated[
         float | None, typer.Option(help="Start no new epoch after this many seconds of training")
     ] = None,
+    no_val: Annotated[
+        bool, typer.Option("--no-val", help="No validation split (best = best training accuracy)")
+    ] = False,
     no_test: Annotated[bool, typer.Option("--no-test", help="Skip the held-out test evaluation")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output")] = False,
 ) -> None:
@@ -181,6 +184,7 @@ def train_command(
     cfg = TrainConfig(
         dataset=dataset,
         root=None if root is None else str(root),
+        val_split=None if no_val else "val",
         test_split=None if no_test else "test",
         preset=preset,
         attention=attention,

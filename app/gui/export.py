@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from app.gui.render import (
+    TAP_NAMES,
     PixelBuffer,
     class_colour,
     draw_rect_outline,
@@ -29,6 +30,7 @@ from app.gui.render import (
     input_preview_rgb,
     overlay_heatmap,
     render_events_rgb,
+    taps_to_numpy,
     token_grid_shape,
 )
 from core.errors import ConfigError, EventFileError, OutputExistsError
@@ -129,8 +131,6 @@ def draw_probabilities(
 
 def draw_attention(taps, frames: np.ndarray | None, w: int, h: int, token_hw=None) -> np.ndarray:
     """Q/K/V/out heatmaps of block 0 (head mean, averaged over timesteps) on the model input."""
-    from app.gui.views import TAP_NAMES, taps_to_numpy
-
     panel = np.full((h, w, 3), 24, np.uint8)
     data = taps_to_numpy(taps) if taps is not None else {}
     if not data:

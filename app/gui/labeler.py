@@ -51,6 +51,9 @@ from core.labels import (
 RATE_BINS = 2000
 """About this many event-rate bins over the whole recording."""
 
+EDGE_GRAB_PX = 4
+"""A press this close (screen pixels) to a segment edge drags the edge (resize)."""
+
 
 # --------------------------------------------------------------------------- timeline
 
@@ -91,6 +94,13 @@ class _SegmentRegion(pg.LinearRegionItem):
         super().__init__(values=(0, 1), orientation="vertical", swapMode="block")
         self.index = index
         self.setZValue(10)
+        for line in self.lines:
+            # pyqtgraph sizes an edge's grab zone from its pens: with a 1 px pen it is about
+            # +-2 px, so pixel rounding decided between resizing and moving. A wide hover pen
+            # gives every edge a grab zone of EDGE_GRAB_PX either side, and the edges sit
+            # above the body so a press within it always resizes.
+            line.setHoverPen(pg.mkPen((255, 255, 255), width=2 * EDGE_GRAB_PX - 2))
+            line.setZValue(1)
         self.full_text = self.short_text = ""
         self.label = pg.TextItem("", anchor=(0, 0), color=(235, 235, 235))
         self.label.setZValue(11)
@@ -299,9 +309,20 @@ class SegmentTimeline(QtWidgets.QWidget):
 
     def pos_for(self, t_us: int, y_frac: float = 0.5) -> QtCore.QPoint:
         """Viewport pixel of time ``t_us`` at ``y_frac`` of the plot height (0 bottom, 1 top); for tests."""
+        return self.pos_for_f(t_us, y_frac).toPoint()
+
+    def pos_for_f(self, t_us: int, y_frac: float = 0.5) -> QtCore.QPointF:
+        """:meth:`pos_for` without rounding to a whole pixel."""
         (_, _), (ylo, yhi) = self._vb.viewRange()
         scene = self._vb.mapViewToScene(QtCore.QPointF(self._s(t_us), ylo + y_frac * (yhi - ylo)))
-        return self.plot_widget.mapFromScene(scene)
+        return self.plot_widget.viewportTransform().map(scene)
+
+    def edge_hovered(self, index: int) -> int | None:
+        """Which edge of segment ``index`` the pointer hovers (0 start, 1 end), ``None`` if neither."""
+        for edge, line in enumerate(self._regions[index].lines):
+            if line.mouseHovering:
+                return edge
+        return None
 
     # ----------------------------------------------------------------- internals
     def _seek(self, t_us: int, *, move_line: bool = True) -> None:

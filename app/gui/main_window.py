@@ -188,7 +188,7 @@ class MainWindow(QtWidgets.QMainWindow):
         h = max(600, self.height())
         V, H = QtCore.Qt.Orientation.Vertical, QtCore.Qt.Orientation.Horizontal
         self.resizeDocks([self.dock_predictions, self.dock_attention], [int(h * 0.33), int(h * 0.67)], V)
-        self.resizeDocks([self.dock_timesteps, self.dock_timeline], [int(h * 0.13), int(h * 0.24)], V)
+        self.resizeDocks([self.dock_timesteps, self.dock_timeline], [int(h * 0.18), int(h * 0.24)], V)
         self.resizeDocks([self.dock_predictions], [int(self.width() * 0.42)], H)
 
     def showEvent(self, event: QtGui.QShowEvent) -> None:  # noqa: N802 (Qt naming)

@@ -213,7 +213,7 @@ def frames_to_rgb(frames: np.ndarray, *, gain: float | None = None) -> np.ndarra
         tonic's ToFrame order).
     gain : float, optional
         Counts that saturate the colour; default: the 99th percentile of the non-zero
-        counts (at least 1).
+        counts (at least 1). Intensity is the square root of ``count / gain``.
 
     Returns
     -------
@@ -230,8 +230,10 @@ def frames_to_rgb(frames: np.ndarray, *, gain: float | None = None) -> np.ndarra
     gain = max(gain, 1e-6)
     on = frames[:, p - 1] / gain  # [T, H, W]
     off = frames[:, 0] / gain if p > 1 else np.zeros_like(on)
-    on = np.clip(on, 0, 1)[..., None]
-    off = np.clip(off, 0, 1)[..., None]
+    # square root: a 10 ms bin holds a few events per pixel, a linear ramp left single
+    # events at a fraction of the colour and the frames looked black
+    on = np.sqrt(np.clip(on, 0, 1))[..., None]
+    off = np.sqrt(np.clip(off, 0, 1))[..., None]
     bg = np.asarray(BACKGROUND_RGB, dtype=np.float32)
     rgb = bg + on * (np.asarray(ON_RGB, np.float32) - bg) + off * (np.asarray(OFF_RGB, np.float32) - bg)
     rgb = np.clip(rgb, 0, 255).astype(np.uint8)  # [T, H, W, 3]
@@ -356,3 +358,32 @@ def event_rate(t_us: np.ndarray, bin_us: int) -> tuple[np.ndarray, np.ndarray]:
     counts = np.bincount(idx)
     t_s = (t0 + (np.arange(len(counts)) + 0.5) * bin_us) / 1e6
     return t_s, counts * (1e6 / bin_us)
+
+
+TAP_NAMES = ("q", "k", "v", "out")
+"""The attention taps shown: spikes of Q, K, V and the attention output."""
+
+
+def taps_to_numpy(taps) -> dict[int, dict[str, np.ndarray]]:
+    """Attention taps as ``{block: {name: float32 [T, heads, N]}}`` (first sample of the batch).
+
+    Accepts a :class:`core.model.taps.TapRecorder` (``attention[block][name]``
+    ``[T, B, heads, N]``) or a plain nested dict of arrays shaped ``[T, heads, N]``
+    or ``[T, B, heads, N]``; anything else gives ``{}``.
+    """
+    att = getattr(taps, "attention", taps)
+    if not isinstance(att, dict):
+        return {}
+    out: dict[int, dict[str, np.ndarray]] = {}
+    for block, named in att.items():
+        if not isinstance(named, dict):
+            continue
+        for name, tensor in named.items():
+            arr = tensor.detach().float().cpu().numpy() if hasattr(tensor, "detach") else np.asarray(tensor)
+            arr = arr.astype(np.float32, copy=False)
+            if arr.ndim == 4:
+                arr = arr[:, 0]
+            if arr.ndim != 3:
+                continue
+            out.setdefault(int(block), {})[str(name)] = arr
+    return out

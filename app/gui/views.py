@@ -15,14 +15,17 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from app.gui.render import (
+    TAP_NAMES,
     frames_to_rgb,
     heatmap_rgb,
     input_preview_rgb,
     overlay_heatmap,
+    taps_to_numpy,
     token_grid_shape,
 )
 
-TAP_NAMES = ("q", "k", "v", "out")
+__all__ = ["TAP_COLOURS", "TAP_NAMES", "AttentionView", "PredictionView", "TimestepView", "taps_to_numpy"]
+
 TAP_COLOURS = {"q": (255, 120, 120), "k": (120, 220, 120), "v": (120, 160, 255), "out": (255, 220, 80)}
 
 
@@ -141,31 +144,6 @@ class PredictionView(QtWidgets.QWidget):
         self.update_probs(np.asarray(prediction.probs), int(prediction.class_id), label=prediction.label)
 
 
-def taps_to_numpy(taps) -> dict[int, dict[str, np.ndarray]]:
-    """Attention taps as ``{block: {name: float32 [T, heads, N]}}`` (first sample of the batch).
-
-    Accepts a :class:`core.model.taps.TapRecorder` (``attention[block][name]``
-    ``[T, B, heads, N]``) or a plain nested dict of arrays shaped ``[T, heads, N]``
-    or ``[T, B, heads, N]``; anything else gives ``{}``.
-    """
-    att = getattr(taps, "attention", taps)
-    if not isinstance(att, dict):
-        return {}
-    out: dict[int, dict[str, np.ndarray]] = {}
-    for block, named in att.items():
-        if not isinstance(named, dict):
-            continue
-        for name, tensor in named.items():
-            arr = tensor.detach().float().cpu().numpy() if hasattr(tensor, "detach") else np.asarray(tensor)
-            arr = arr.astype(np.float32, copy=False)
-            if arr.ndim == 4:
-                arr = arr[:, 0]
-            if arr.ndim != 3:
-                continue
-            out.setdefault(int(block), {})[str(name)] = arr
-    return out
-
-
 class AttentionView(QtWidgets.QWidget):
     """Attention neuron firing: Q/K/V/out heatmaps over the token grid, and a raster and rate trace.
 
@@ -208,7 +186,9 @@ class AttentionView(QtWidgets.QWidget):
         self._raster_plot.addItem(self._raster_img)
         self._rate_plot = self._glw.addPlot(row=2, col=2, colspan=2, title="firing rate per window")
         self._rate_plot.hideButtons()
-        self._rate_plot.addLegend(offset=(5, 5), labelTextSize="7pt")
+        self._rate_plot.addLegend(
+            offset=(5, 1), labelTextSize="7pt", colCount=len(TAP_NAMES), brush=(20, 20, 24, 210)
+        )  # one row, over a dark box
         self._rate_curves = {
             name: self._rate_plot.plot([], [], pen=pg.mkPen(TAP_COLOURS[name], width=1), name=name)
             for name in TAP_NAMES

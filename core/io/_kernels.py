@@ -90,6 +90,58 @@ def _decode_aedat31_words(words, offsets, counts, overflows, check_valid, x, y, 
     return k
 
 
+def _decode_aedat31_words_checked(
+    words, offsets, counts, overflows, check_valid, width, height, last_t, x, y, t, p
+):
+    """``_decode_aedat31_words`` fused with ``_check_events``: returns (written, ok).
+
+    ``ok`` is False at the first unsorted timestamp or coordinate outside ``width x height``
+    (the caller then finds and reports it with the plain check).
+    """
+    k = 0
+    prev = last_t
+    for j in range(offsets.shape[0]):
+        off = offsets[j]
+        high = np.int64(overflows[j]) << np.int64(31)
+        for i in range(counts[j]):
+            d = words[off + 2 * i]
+            if check_valid and (d & np.uint32(1)) == 0:
+                continue
+            xi = np.int64((d >> np.uint32(17)) & np.uint32(0x1FFF))
+            yi = np.int64((d >> np.uint32(2)) & np.uint32(0x1FFF))
+            ti = high | np.int64(words[off + 2 * i + 1] & np.uint32(0x7FFFFFFF))
+            if ti < prev or xi >= width or yi >= height:
+                return k, False
+            prev = ti
+            x[k] = np.int16(xi)
+            y[k] = np.int16(yi)
+            p[k] = ((d >> np.uint32(1)) & np.uint32(1)) != 0
+            t[k] = ti
+            k += 1
+    return k, True
+
+
+def _convert_checked(tin, xin, yin, pin, width, height, last_t, x, y, t, p):
+    """Copy decoded columns (any integer types) into EVENT_DTYPE columns, checking as it goes.
+
+    Returns (written, ok); ``ok`` is False at the first unsorted timestamp or coordinate
+    outside ``width x height`` (the caller reports it with the plain check).
+    """
+    prev = last_t
+    for i in range(tin.shape[0]):
+        ti = np.int64(tin[i])
+        xi = np.int64(xin[i])
+        yi = np.int64(yin[i])
+        if ti < prev or xi < 0 or xi >= width or yi < 0 or yi >= height:
+            return i, False
+        prev = ti
+        t[i] = ti
+        x[i] = np.int16(xi)
+        y[i] = np.int16(yi)
+        p[i] = pin[i] != 0
+    return tin.shape[0], True
+
+
 def _bswap32(v):
     return (
         ((v & np.uint32(0xFF)) << np.uint32(24))
@@ -149,8 +201,60 @@ def _decode_evt2(words, time_high, x, y, t, p):
     return k, time_high, -1
 
 
+def _decode_dat(rec, x, y, t, p):
+    """Prophesee DAT records (a ``[N, 2]`` uint32 view: t_us, data) -> columns."""
+    for i in range(rec.shape[0]):
+        d = rec[i, 1]
+        t[i] = np.int64(rec[i, 0])
+        x[i] = np.int16(d & np.uint32(0x3FFF))
+        y[i] = np.int16((d >> np.uint32(14)) & np.uint32(0x3FFF))
+        p[i] = (d >> np.uint32(28)) != 0
+
+
+def _decode_nmnist(raw, overflow_y, increment, overflows, x, y, t, p):
+    """N-MNIST 5-byte records (``[N, 5]`` uint8) -> columns, dropping overflow markers.
+
+    Returns (written, overflows).
+    """
+    k = 0
+    for i in range(raw.shape[0]):
+        if raw[i, 1] == overflow_y:
+            overflows += 1
+            continue
+        b2 = np.int64(raw[i, 2])
+        x[k] = np.int16(raw[i, 0])
+        y[k] = np.int16(raw[i, 1])
+        p[k] = (b2 & 0x80) != 0
+        t[k] = (
+            ((b2 & 0x7F) << 16) | (np.int64(raw[i, 3]) << 8) | np.int64(raw[i, 4])
+        ) + overflows * increment
+        k += 1
+    return k, overflows
+
+
+def _nmnist_extent(raw, overflow_y):
+    """(max x + 1, max y + 1) over the records that are not overflow markers (0, 0 when none)."""
+    w = 0
+    h = 0
+    for i in range(raw.shape[0]):
+        yi = np.int64(raw[i, 1])
+        if yi == overflow_y:
+            continue
+        xi = np.int64(raw[i, 0])
+        if xi + 1 > w:
+            w = xi + 1
+        if yi + 1 > h:
+            h = yi + 1
+    return w, h
+
+
 check_events = _jit(_check_events)
 decode_aedat31 = _jit(_decode_aedat31)
 decode_aedat31_words = _jit(_decode_aedat31_words)
 decode_aedat2_dvs128 = _jit(_decode_aedat2_dvs128)
 decode_evt2 = _jit(_decode_evt2)
+decode_dat = _jit(_decode_dat)
+decode_nmnist = _jit(_decode_nmnist)
+nmnist_extent = _jit(_nmnist_extent)
+decode_aedat31_words_checked = _jit(_decode_aedat31_words_checked)
+convert_checked = _jit(_convert_checked)

@@ -1,11 +1,16 @@
 """AEDAT 4.0 (iniVation DV) reading and writing.
 
-Reading uses the ``aedat`` package's streaming decoder (measured faster than
-``dv_processing.io.MonoCameraRecording`` for whole files and it streams packet
-by packet); only the event stream is taken, IMU / trigger / frame streams are
-skipped without decoding them into events.  Header facts (camera name, event
-resolution, recording time range) come from ``dv_processing``, which reads
-them from the file's XML info node.
+Reading never hands the file's bytes to ``dv_processing`` (a fuzz run found its
+``MonoCameraRecording`` hanging forever in native code on a mutated header).
+Instead:
+
+1. the IOHeader flatbuffer is parsed and bounds-checked here, field by field
+   (the ``aedat`` package parses it *unchecked*), and its description XML is
+   read with the standard library for stream types, sensor size and camera name;
+2. the packet chain is walked once (8-byte headers only): every packet's
+   claimed length must fit in the file before anything is allocated for it;
+3. only then ``aedat.Decoder`` decodes the packets, streaming; only the event
+   stream is taken, IMU / trigger / frame streams are skipped undecoded.
 
 Writing uses ``dv_processing.io.MonoCameraWriter`` with an event-only config
 (LZ4 compression), so files open in DV, dv-processing and ``aedat`` alike.
@@ -15,14 +20,264 @@ Timestamps stay in microseconds as recorded (AEDAT 4 clocks are Unix time).
 from __future__ import annotations
 
 import os
+import struct
+import xml.etree.ElementTree as ET
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from core.errors import EventFileError
 from core.events import EVENT_DTYPE, SensorSize, concat, empty_events
-from core.io.base import EventReader
+from core.io import _kernels
+from core.io.base import EventChecker, EventReader
+
+MAGIC = b"#!AER-DAT4.0\r\n"
+MAX_HEADER_BYTES = 16 << 20
+"""Largest IOHeader accepted (real ones hold a few KB of XML)."""
+
+_COMPRESSIONS = ("none", "lz4", "lz4_high", "zstd", "zstd_high")
+_STREAM_TYPES = {"EVTS": "events", "FRME": "frame", "IMUS": "imus", "TRIG": "triggers"}
+
+
+@dataclass
+class Aedat4Header:
+    """What the IOHeader of an AEDAT 4 file states (all of it bounds-checked)."""
+
+    compression: str
+    data_table_position: int
+    description: str
+    data_start: int
+    streams: dict[int, dict] = field(default_factory=dict)
+
+
+class _Flat:
+    """Bounds-checked reads in a flatbuffer; any violation raises EventFileError."""
+
+    def __init__(self, buf: bytes, path: Path) -> None:
+        self.buf = buf
+        self.path = path
+
+    def fail(self, what: str) -> None:
+        raise EventFileError(f"corrupt AEDAT 4 header: {what}", path=self.path)
+
+    def unpack(self, fmt: str, pos: int) -> int:
+        size = struct.calcsize(fmt)
+        if pos < 0 or pos + size > len(self.buf):
+            self.fail(f"offset {pos} outside the {len(self.buf)}-byte header")
+        return struct.unpack_from(fmt, self.buf, pos)[0]
+
+    def table_fields(self, table: int) -> tuple[list[int], int]:
+        """Field offsets (0 = absent) of the table at ``table`` and its inline size."""
+        vtable = table - self.unpack("<i", table)
+        vt_size = self.unpack("<H", vtable)
+        table_size = self.unpack("<H", vtable + 2)
+        if vt_size < 4 or vt_size % 2 or vtable + vt_size > len(self.buf):
+            self.fail("bad vtable")
+        if table_size < 4 or table + table_size > len(self.buf):
+            self.fail("bad table size")
+        offsets = [self.unpack("<H", vtable + 4 + 2 * i) for i in range((vt_size - 4) // 2)]
+        return offsets, table_size
+
+    def field(self, table: int, offsets: list[int], table_size: int, index: int, fmt: str):
+        """The scalar ``index`` of a table (None when absent), inside the table's inline bytes."""
+        if index >= len(offsets) or offsets[index] == 0:
+            return None
+        off = offsets[index]
+        if off < 4 or off + struct.calcsize(fmt) > table_size:
+            self.fail(f"field {index} outside its table")
+        return self.unpack(fmt, table + off)
+
+    def string(self, table: int, offsets: list[int], table_size: int, index: int) -> str | None:
+        rel = self.field(table, offsets, table_size, index, "<I")
+        if rel is None:
+            return None
+        start = table + offsets[index] + rel
+        length = self.unpack("<I", start)
+        end = start + 4 + length
+        if end >= len(self.buf) or self.buf[end] != 0:  # flatbuffer strings are NUL-terminated
+            self.fail(f"description string of {length} bytes runs past the header")
+        try:
+            return self.buf[start + 4 : end].decode("utf-8")
+        except UnicodeDecodeError:
+            self.fail("description is not UTF-8")
+        return None  # pragma: no cover - fail() raised
+
+
+def read_header(path: Path, file_size: int) -> Aedat4Header:
+    """Parse and check the magic, IOHeader flatbuffer and description XML of ``path``.
+
+    Raises
+    ------
+    EventFileError
+        Anything out of bounds, inconsistent or missing (one line naming the file).
+    """
+    with open(path, "rb") as fh:
+        head = fh.read(len(MAGIC) + 4)
+        if len(head) < len(MAGIC) + 4 or not head.startswith(MAGIC):
+            raise EventFileError("not an AEDAT 4 file (bad magic line or truncated)", path=path)
+        (length,) = struct.unpack("<I", head[len(MAGIC) :])
+        room = file_size - len(head)
+        if length > room or length > MAX_HEADER_BYTES:
+            raise EventFileError(
+                f"AEDAT 4 header claims {length} bytes but the file has {room} left", path=path
+            )
+        buf = fh.read(length)
+    flat = _Flat(buf, path)
+    if length < 8:
+        flat.fail(f"{length}-byte IOHeader")
+    root = flat.unpack("<I", 0)
+    offsets, table_size = flat.table_fields(root)
+    compression = flat.field(root, offsets, table_size, 0, "<i")
+    compression = 0 if compression is None else compression
+    if not 0 <= compression < len(_COMPRESSIONS):
+        flat.fail(f"unknown compression {compression}")
+    position = flat.field(root, offsets, table_size, 1, "<q")
+    position = -1 if position is None else position
+    description = flat.string(root, offsets, table_size, 2)
+    if not description:
+        flat.fail("no description")
+    header = Aedat4Header(_COMPRESSIONS[compression], position, description, len(MAGIC) + 4 + length)
+    header.streams = _parse_description(description, path)
+    return header
+
+
+def _parse_description(text: str, path: Path) -> dict[int, dict]:
+    """Stream id -> {type, width, height, camera} from the header's XML (no DTD, no entities)."""
+    if "<!" in text:  # DOCTYPE / ENTITY / CDATA: never found in DV headers, refuse entity expansion
+        raise EventFileError("corrupt AEDAT 4 header: XML declarations are not allowed", path=path)
+    try:
+        root = ET.fromstring(text)
+    except ET.ParseError as exc:
+        raise EventFileError(f"corrupt AEDAT 4 header XML: {exc}", path=path) from None
+    out_info = None
+    if root.tag == "dv":
+        out_info = next((n for n in root if n.tag == "node" and n.get("name") == "outInfo"), None)
+    if out_info is None:
+        raise EventFileError("corrupt AEDAT 4 header: no outInfo node", path=path)
+    streams: dict[int, dict] = {}
+    for node in out_info:
+        if node.tag != "node":
+            continue
+        name = node.get("name", "")
+        if not name.isdigit() or len(name) > 9 or int(name) in streams:
+            raise EventFileError(f"corrupt AEDAT 4 header: bad stream id {name[:20]!r}", path=path)
+        attrs = {a.get("key"): (a.text or "").strip() for a in node if a.tag == "attr"}
+        kind = _STREAM_TYPES.get(attrs.get("typeIdentifier", ""))
+        info = next((n for n in node if n.tag == "node" and n.get("name") == "info"), None)
+        info_attrs = (
+            {} if info is None else {a.get("key"): (a.text or "").strip() for a in info if a.tag == "attr"}
+        )
+        entry: dict = {"type": kind or "unknown", "camera": info_attrs.get("source") or None}
+        if kind in ("events", "frame"):
+            try:
+                entry["width"], entry["height"] = int(info_attrs["sizeX"]), int(info_attrs["sizeY"])
+            except (KeyError, ValueError):
+                raise EventFileError(
+                    f"corrupt AEDAT 4 header: stream {name} has no valid sizeX/sizeY", path=path
+                ) from None
+            if not (0 < entry["width"] <= 65535 and 0 < entry["height"] <= 65535):
+                raise EventFileError(
+                    f"corrupt AEDAT 4 header: stream {name} size {entry['width']}x{entry['height']}",
+                    path=path,
+                )
+        streams[int(name)] = entry
+    if not streams:
+        raise EventFileError("corrupt AEDAT 4 header: no stream described", path=path)
+    return streams
+
+
+def check_packets(path: Path, header: Aedat4Header, file_size: int) -> int:
+    """Walk the packet chain (headers only) as ``aedat`` will; returns the packet count.
+
+    Every packet's claimed length must fit in the file, and its stream must be
+    one the header describes, before ``aedat`` allocates a buffer for it.
+    """
+    pos = header.data_start
+    stop = header.data_table_position
+    n = 0
+    with open(path, "rb") as fh:
+        while True:
+            if stop > -1 and pos == stop:
+                end = _data_table_end(fh, pos, header.compression, file_size)
+                if end != file_size:
+                    where = (
+                        "its framing is broken"
+                        if end < 0
+                        else f"it ends at byte {end}, the file at {file_size}"
+                    )
+                    raise EventFileError(
+                        f"truncated or corrupt AEDAT 4 data table at byte {pos} ({where})", path=path
+                    )
+                return n
+            left = file_size - pos
+            if left < 4 and stop == -1:
+                if left:
+                    raise EventFileError(f"truncated AEDAT 4 data: {left} stray bytes at the end", path=path)
+                return n
+            if left < 8:
+                raise EventFileError(f"truncated AEDAT 4 data: packet header at byte {pos} is cut", path=path)
+            fh.seek(pos)
+            stream_id, length = struct.unpack("<II", fh.read(8))
+            if length > left - 8:
+                raise EventFileError(
+                    f"truncated AEDAT 4 data: packet at byte {pos} claims {length} bytes, {left - 8} left",
+                    path=path,
+                )
+            if stream_id not in header.streams:
+                raise EventFileError(
+                    f"corrupt AEDAT 4 data: packet at byte {pos} of unknown stream {stream_id}", path=path
+                )
+            pos += 8 + length
+            n += 1
+
+
+def _data_table_end(fh, pos: int, compression: str, file_size: int) -> int:
+    """Byte offset where the file's data table (at ``pos``) ends, from its framing alone.
+
+    The table is a size-prefixed flatbuffer, compressed like the packets; this
+    walks the LZ4 / Zstandard frame's block headers without decompressing, so a
+    file cut inside the table is noticed.  Returns ``-1`` when the framing is broken.
+    """
+
+    def read(at: int, n: int) -> bytes:
+        if at < 0 or at + n > file_size:
+            raise IndexError
+        fh.seek(at)
+        return fh.read(n)
+
+    try:
+        if compression == "none":
+            return pos + 4 + struct.unpack("<I", read(pos, 4))[0]
+        if compression.startswith("lz4"):
+            if read(pos, 4) != b"\x04\x22\x4d\x18":
+                return -1
+            flg = read(pos + 4, 1)[0]
+            at = pos + 4 + 2 + (8 if flg & 0x08 else 0) + (4 if flg & 0x01 else 0) + 1
+            while True:
+                (block,) = struct.unpack("<I", read(at, 4))
+                at += 4
+                if block == 0:
+                    return at + (4 if flg & 0x04 else 0)
+                at += (block & 0x7FFFFFFF) + (4 if flg & 0x10 else 0)
+        if read(pos, 4) != b"\x28\xb5\x2f\xfd":
+            return -1
+        fhd = read(pos + 4, 1)[0]
+        single = bool(fhd & 0x20)
+        fcs = (1 if single else 0, 2, 4, 8)[fhd >> 6]
+        at = pos + 5 + (0 if single else 1) + (0, 1, 2, 4)[fhd & 0x03] + fcs
+        while True:
+            raw = read(at, 3)
+            value = raw[0] | raw[1] << 8 | raw[2] << 16
+            kind, size = (value >> 1) & 0x3, value >> 3
+            if kind == 3:
+                return -1
+            at += 3 + (1 if kind == 1 else size)
+            if value & 1:
+                return at + (4 if fhd & 0x04 else 0)
+    except IndexError:
+        return -1
 
 
 def _from_aedat(arr: np.ndarray) -> np.ndarray:
@@ -36,39 +291,39 @@ def _from_aedat(arr: np.ndarray) -> np.ndarray:
 
 
 class Aedat4Reader(EventReader):
-    """AEDAT 4.0 reader: events of the first event stream; other streams skipped."""
+    """AEDAT 4.0 reader: events of the first event stream; other streams skipped.
+
+    ``metadata`` adds ``streams`` (stream id -> type), ``compression`` and
+    ``n_packets``; ``camera`` is the event stream's ``source`` attribute.
+    ``duration_us`` stays None (known after a full read, see ``core.io.info``).
+    """
 
     format_name = "aedat4"
 
     def __init__(self, path: str | os.PathLike) -> None:
         super().__init__(path)
-        import aedat
-        import dv_processing as dv
-
-        try:
-            decoder = aedat.Decoder(str(self.path))
-            streams = decoder.id_to_stream()
-        except Exception as exc:  # the decoder reports corrupt headers as generic errors
-            raise EventFileError(f"cannot read the AEDAT 4 header: {_one_line(exc)}", path=self.path) from None
-        event_ids = sorted(i for i, s in streams.items() if s.get("type") == "events")
+        size = self.path.stat().st_size
+        header = read_header(self.path, size)
+        event_ids = sorted(i for i, s in header.streams.items() if s["type"] == "events")
         if not event_ids:
             raise EventFileError("AEDAT 4 file holds no event stream", path=self.path)
-        self._stream_id = event_ids[0]
-        info = streams[self._stream_id]
-        self._sensor_size = SensorSize(int(info["width"]), int(info["height"]))
-        camera = None
-        duration = None
+        n_packets = check_packets(self.path, header, size)
         try:
-            rec = dv.io.MonoCameraRecording(str(self.path))
-            camera = rec.getCameraName() or None
-            t0, t1 = rec.getTimeRange()
-            duration = int(t1 - t0)
-        except Exception:  # header facts are optional; the aedat decoder already validated the file
-            pass
+            streams = self._decoder().id_to_stream()
+        except Exception as exc:  # the decoder reports what it rejects as generic errors
+            raise EventFileError(
+                f"cannot read the AEDAT 4 header: {_one_line(exc)}", path=self.path
+            ) from None
+        self._stream_id = event_ids[0]
+        info = header.streams[self._stream_id]
+        if streams.get(self._stream_id, {}).get("type") != "events":  # pragma: no cover - parsers disagree
+            raise EventFileError("AEDAT 4 header streams are inconsistent", path=self.path)
+        self._sensor_size = SensorSize(info["width"], info["height"])
         self.metadata.update(
-            camera=camera,
-            duration_us=duration,
-            streams={int(k): v.get("type") for k, v in streams.items()},
+            camera=info["camera"],
+            streams={k: v["type"] for k, v in header.streams.items()},
+            compression=header.compression,
+            n_packets=n_packets,
         )
 
     def _decoder(self):
@@ -95,6 +350,38 @@ class Aedat4Reader(EventReader):
             raise EventFileError(f"corrupt AEDAT 4 data: {_one_line(exc)}", path=self.path) from None
         if parts:
             yield _from_aedat(np.concatenate(parts) if len(parts) > 1 else parts[0])
+
+    def read_all(self) -> np.ndarray:
+        """All events: packets concatenated once, then one fused convert + check pass."""
+        parts: list[np.ndarray] = []
+        try:
+            for packet in self._decoder():
+                if packet.get("stream_id") == self._stream_id and "events" in packet:
+                    parts.append(packet["events"])
+        except Exception as exc:
+            raise EventFileError(f"corrupt AEDAT 4 data: {_one_line(exc)}", path=self.path) from None
+        if not parts:
+            return empty_events()
+        raw = np.concatenate(parts) if len(parts) > 1 else parts[0]
+        if _kernels.HAVE_NUMBA and len(raw):
+            ev = np.empty(len(raw), dtype=EVENT_DTYPE)
+            w, h = int(self.sensor_size.width), int(self.sensor_size.height)
+            _, ok = _kernels.convert_checked(
+                raw["t"],
+                raw["x"],
+                raw["y"],
+                raw["on"],
+                w,
+                h,
+                np.iinfo(np.int64).min,
+                ev["x"],
+                ev["y"],
+                ev["t"],
+                ev["p"],
+            )
+            if ok:
+                return ev
+        return EventChecker(self.path, self.sensor_size)(_from_aedat(raw))
 
 
 def _one_line(exc: BaseException) -> str:
@@ -127,7 +414,11 @@ class Aedat4Writer:
         store = self._dv.EventStore()
         push = store.push_back
         for t, x, y, p in zip(
-            events["t"].tolist(), events["x"].tolist(), events["y"].tolist(), events["p"].tolist(), strict=True
+            events["t"].tolist(),
+            events["x"].tolist(),
+            events["y"].tolist(),
+            events["p"].tolist(),
+            strict=True,
         ):
             push(t, x, y, p)
         self._writer.writeEvents(store)
@@ -138,7 +429,10 @@ class Aedat4Writer:
 
 
 def read_with_dv_processing(path: str | os.PathLike) -> np.ndarray:
-    """All events via ``dv_processing`` (used to cross-check files we write, and in benchmarks)."""
+    """All events via ``dv_processing`` (cross-checks files *we* wrote, and benchmarks).
+
+    Never call it on untrusted files: ``MonoCameraRecording`` can hang on a corrupt header.
+    """
     import dv_processing as dv
 
     rec = dv.io.MonoCameraRecording(str(path))

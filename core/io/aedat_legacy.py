@@ -169,7 +169,9 @@ class Aedat2Reader(_MappedReader):
             raise UnsupportedFormat("not an AEDAT 2.0 file (no #!AER-DAT2.0 line)", path=self.path)
         chip = next((ln.split(":", 1)[1].strip() for ln in lines if "AEChip:" in ln), None)
         if chip is not None and device_size(chip) != SensorSize(128, 128):
-            raise UnsupportedFormat(f"AEDAT 2.0 chip class {chip!r}: only DVS128 addresses are supported", path=self.path)
+            raise UnsupportedFormat(
+                f"AEDAT 2.0 chip class {chip!r}: only DVS128 addresses are supported", path=self.path
+            )
         body = self._size - self._start
         if body % 8:
             raise EventFileError(
@@ -180,6 +182,9 @@ class Aedat2Reader(_MappedReader):
         self._sensor_size = SensorSize(128, 128)
         self.metadata.update(camera=chip.rsplit(".", 1)[-1] if chip else "DVS128", header=lines[:20])
 
+    def _all_chunk_events(self) -> int:
+        return self._n_raw
+
     def _chunks(self, chunk_events: int) -> Iterator[np.ndarray]:
         wraps, last_ts = 0, None
         for i0 in range(0, self._n_raw, chunk_events):
@@ -188,8 +193,14 @@ class Aedat2Reader(_MappedReader):
                 ev = np.empty(n, dtype=EVENT_DTYPE)
                 words = np.frombuffer(self._mm, dtype="<u4", count=2 * n, offset=self._start + 8 * i0)
                 k, wraps, last = _kernels.decode_aedat2_dvs128(
-                    words, n, wraps, -1 if last_ts is None else last_ts,
-                    ev["x"], ev["y"], ev["t"], ev["p"],
+                    words,
+                    n,
+                    wraps,
+                    -1 if last_ts is None else last_ts,
+                    ev["x"],
+                    ev["y"],
+                    ev["t"],
+                    ev["p"],
                 )
                 last_ts = int(last)
                 yield ev if k == n else ev[:k]
@@ -254,7 +265,9 @@ class Aedat31Reader(_MappedReader):
         if not lines or not lines[0].startswith("!AER-DAT3"):
             raise UnsupportedFormat("not an AEDAT 3.x file (no #!AER-DAT3.1 line)", path=self.path)
         if not lines[-1].startswith("!END-HEADER"):
-            raise EventFileError("header has no #!END-HEADER line (corrupt or truncated header)", path=self.path)
+            raise EventFileError(
+                "header has no #!END-HEADER line (corrupt or truncated header)", path=self.path
+            )
         sources = {}
         for ln in lines:
             m = re.match(r"-?Source (\d+):\s*(.*)", ln)
@@ -342,7 +355,9 @@ class Aedat31Reader(_MappedReader):
             align = int(offsets[0]) % 4
             if len(offsets) and bool(np.all(offsets % 4 == align)):  # one uint32 view serves every packet
                 words = np.frombuffer(self._mm, dtype="<u4", count=(self._size - align) // 4, offset=align)
-                k = _kernels.decode_aedat31_words(words, (offsets - align) // 4, counts, overflows, check_valid, *cols)
+                k = _kernels.decode_aedat31_words(
+                    words, (offsets - align) // 4, counts, overflows, check_valid, *cols
+                )
             else:
                 k = _kernels.decode_aedat31(self._buf, offsets, counts, overflows, check_valid, *cols)
             return ev if k == len(ev) else ev[:k]
@@ -350,7 +365,9 @@ class Aedat31Reader(_MappedReader):
         raw = views[0] if len(views) == 1 else np.concatenate(views)
         overflows = [ov for _, _, ov, _ in batch]
         if any(overflows):
-            overflow: np.ndarray | int = np.repeat(np.asarray(overflows, dtype=np.int64), [n for _, n, _, _ in batch])
+            overflow: np.ndarray | int = np.repeat(
+                np.asarray(overflows, dtype=np.int64), [n for _, n, _, _ in batch]
+            )
         else:
             overflow = 0
         return decode_polarity31(raw, overflow, all(v for _, _, _, v in batch))
@@ -360,9 +377,35 @@ class Aedat31Reader(_MappedReader):
         exact = self.metadata["n_events"]
         if exact is None:
             return super().read_all()
-        if _kernels.HAVE_NUMBA:  # one pass straight into the result, then one check pass
+        if _kernels.HAVE_NUMBA:  # one fused decode + check pass straight into the result
             batch = [(off, n, ov, valid) for off, n, valid, _src, ov in self._packets]
-            ev = self._decode_batch(batch) if batch else empty_events()
+            if not batch:
+                return empty_events()
+            offsets = np.array([b[0] for b in batch], dtype=np.int64)
+            align = int(offsets[0]) % 4
+            if bool(np.all(offsets % 4 == align)):
+                counts = np.array([b[1] for b in batch], dtype=np.int64)
+                overflows = np.array([b[2] for b in batch], dtype=np.int64)
+                ev = np.empty(int(counts.sum()), dtype=EVENT_DTYPE)
+                words = np.frombuffer(self._mm, dtype="<u4", count=(self._size - align) // 4, offset=align)
+                w, h = int(self.sensor_size.width), int(self.sensor_size.height)
+                k, ok = _kernels.decode_aedat31_words_checked(
+                    words,
+                    (offsets - align) // 4,
+                    counts,
+                    overflows,
+                    not all(b[3] for b in batch),
+                    w,
+                    h,
+                    np.iinfo(np.int64).min,
+                    ev["x"],
+                    ev["y"],
+                    ev["t"],
+                    ev["p"],
+                )
+                if ok:
+                    return ev if k == len(ev) else ev[:k]
+            ev = self._decode_batch(batch)  # misaligned packets, or a bad event to report
             return EventChecker(self.path, self.sensor_size)(ev)
         out = np.empty(exact, dtype=EVENT_DTYPE)
         i = 0

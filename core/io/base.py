@@ -78,7 +78,11 @@ class EventChecker:
         if n == 0:
             return events
         if _kernels.HAVE_NUMBA:
-            w, h = (1 << 30, 1 << 30) if self.sensor_size is None else (int(self.sensor_size[0]), int(self.sensor_size[1]))
+            w, h = (
+                (1 << 30, 1 << 30)
+                if self.sensor_size is None
+                else (int(self.sensor_size[0]), int(self.sensor_size[1]))
+            )
             last = np.iinfo(np.int64).min if self.last_t is None else self.last_t
             i, kind = _kernels.check_events(events["x"], events["y"], events["t"], w, h, last)
             if i >= 0:
@@ -169,6 +173,14 @@ class EventReader:
         """Yield EVENT_DTYPE arrays of about ``chunk_events`` events, in file order (unchecked)."""
         raise NotImplementedError
 
+    def _all_chunk_events(self) -> int:
+        """Chunk length :meth:`read_all` decodes with.
+
+        Readers that know their record count from the file size return it, so the
+        whole file decodes as one chunk (no concatenation); the default keeps chunks.
+        """
+        return DEFAULT_CHUNK_EVENTS
+
     def iter_chunks(self, chunk_events: int = DEFAULT_CHUNK_EVENTS) -> Iterator[np.ndarray]:
         """Decoded and checked chunks, in file order.
 
@@ -189,14 +201,12 @@ class EventReader:
         np.ndarray
             Structured array ``[N]`` of EVENT_DTYPE; ``t`` in microseconds.
         """
-        events = concat(list(self.iter_chunks()))
+        events = concat(list(self.iter_chunks(max(DEFAULT_CHUNK_EVENTS, self._all_chunk_events()))))
         if events.dtype != EVENT_DTYPE:  # pragma: no cover - defensive
             events = events.astype(EVENT_DTYPE)
         return events
 
-    def packets(
-        self, max_events: int = DEFAULT_PACKET_EVENTS, dt_us: int | None = None
-    ) -> Iterator[Packet]:
+    def packets(self, max_events: int = DEFAULT_PACKET_EVENTS, dt_us: int | None = None) -> Iterator[Packet]:
         """Stream the file as packets (memory bounded by a chunk, not the file).
 
         Parameters

@@ -20,6 +20,7 @@ name); other HDF5 layouts raise :class:`UnsupportedFormat`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Iterator, Sequence
@@ -27,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.errors import EventFileError, UnsupportedFormat
+from core.errors import DvsAppError, EventFileError, UnsupportedFormat
 from core.events import EVENT_DTYPE, SensorSize
 from core.io.base import EventReader
 
@@ -42,6 +43,36 @@ def _h5py():
     return h5py
 
 
+MAX_EXPANSION = 1100
+"""Most a stored HDF5 column may expand when read (gzip/deflate peaks near 1032x)."""
+
+
+@contextlib.contextmanager
+def _h5_errors(path: Path, what: str) -> Iterator[None]:
+    """libhdf5 reports damage as OSError, RuntimeError, KeyError, ValueError, TypeError...: one line each."""
+    try:
+        yield
+    except DvsAppError:
+        raise
+    except Exception as exc:
+        text = " ".join(str(exc).split())[:300] or type(exc).__name__
+        raise EventFileError(f"corrupt HDF5 {what}: {text}", path=path) from None
+
+
+def _check_column(dset, name: str, path: Path, rows: int | None = None) -> int:
+    """Rows of a stored numeric column, checked against the bytes actually stored."""
+    if dset.dtype.kind not in "biuf" or dset.dtype.shape != ():
+        raise EventFileError(f"HDF5 /{name} is not numeric (dtype {dset.dtype})", path=path)
+    shape = dset.shape
+    if shape is None or len(shape) != (1 if rows is None else 2):
+        raise EventFileError(f"HDF5 /{name} has shape {shape}", path=path)
+    n = int(np.prod(shape, dtype=np.int64))
+    stored = int(dset.id.get_storage_size())
+    if n * dset.dtype.itemsize > stored * MAX_EXPANSION + (1 << 16):
+        raise EventFileError(f"HDF5 /{name} claims {shape} values but stores {stored} bytes", path=path)
+    return int(shape[0])
+
+
 class Hdf5Reader(EventReader):
     """Reader of the layout above; also exposes stored label segments."""
 
@@ -50,33 +81,45 @@ class Hdf5Reader(EventReader):
     def __init__(self, path: str | os.PathLike) -> None:
         super().__init__(path)
         h5py = _h5py()
-        try:
-            with h5py.File(self.path, "r") as f:
-                grp = f.get("events")
-                if not isinstance(grp, h5py.Group) or any(c not in grp for c, _ in _COLS):
-                    raise UnsupportedFormat("HDF5 file has no /events group with x, y, t, p datasets", path=self.path)
-                lengths = {grp[c].shape for c, _ in _COLS}
-                if len(lengths) != 1 or len(next(iter(lengths))) != 1:
-                    raise EventFileError(f"/events columns differ in shape: {sorted(lengths)}", path=self.path)
-                self._n = int(grp["t"].shape[0])
-                attrs = dict(f.attrs)
-                if "width" in attrs and "height" in attrs:
-                    self._sensor_size = SensorSize(
-                        int(attrs["width"]), int(attrs["height"]), int(attrs.get("polarities", 2))
+        with _h5_errors(self.path, "file"), h5py.File(self.path, "r") as f:
+            grp = f.get("events")
+            if not isinstance(grp, h5py.Group) or any(
+                not isinstance(grp.get(c), h5py.Dataset) for c, _ in _COLS
+            ):
+                raise UnsupportedFormat(
+                    "HDF5 file has no /events group with x, y, t, p datasets", path=self.path
+                )
+            lengths = {_check_column(grp[c], f"events/{c}", self.path) for c, _ in _COLS}
+            if len(lengths) != 1:
+                raise EventFileError(f"/events columns differ in length: {sorted(lengths)}", path=self.path)
+            self._n = lengths.pop()
+            attrs = {
+                k: f.attrs[k] for k in ("width", "height", "polarities", "camera", "metadata") if k in f.attrs
+            }
+            if "width" in attrs and "height" in attrs:
+                size = [int(attrs["width"]), int(attrs["height"]), int(attrs.get("polarities", 2))]
+                if not all(0 < v < 1 << 20 for v in size):
+                    raise EventFileError(f"HDF5 sensor size {size} is not valid", path=self.path)
+                self._sensor_size = SensorSize(*size)
+            extra = json.loads(_text(attrs.get("metadata", "{}")))
+            if not isinstance(extra, dict):
+                raise EventFileError("HDF5 metadata attribute is not a JSON object", path=self.path)
+            t0 = int(grp["t"][0]) if self._n else None
+            t1 = int(grp["t"][-1]) if self._n else None
+            self._labels = None
+            self._class_names = None
+            if "labels" in f:
+                dset = f["labels"]
+                if not isinstance(dset, h5py.Dataset):
+                    raise EventFileError("HDF5 /labels is not a dataset", path=self.path)
+                _check_column(dset, "labels", self.path, rows=3)
+                if dset.shape[1] != 3:
+                    raise EventFileError(
+                        f"HDF5 /labels has shape {dset.shape}, expected [K, 3]", path=self.path
                     )
-                extra = json.loads(_text(attrs.get("metadata", "{}")))
-                t0 = int(grp["t"][0]) if self._n else None
-                t1 = int(grp["t"][-1]) if self._n else None
-                self._labels = None
-                if "labels" in f:
-                    self._labels = np.asarray(f["labels"][...], dtype=np.int64)
-                    names = f["labels"].attrs.get("class_names")
-                    self._class_names = _class_names(names)
-        except (UnsupportedFormat, EventFileError):
-            raise
-        except (OSError, KeyError, ValueError, json.JSONDecodeError) as exc:
-            raise EventFileError(f"corrupt HDF5 file: {' '.join(str(exc).split())}", path=self.path) from None
-        camera = _text(attrs.get("camera", "")) or None
+                self._labels = np.asarray(dset[...], dtype=np.int64)
+                self._class_names = _class_names(dset.attrs.get("class_names"))
+            camera = _text(attrs.get("camera", "")) or None
         self.metadata.update(
             camera=camera,
             n_events=self._n,
@@ -87,31 +130,44 @@ class Hdf5Reader(EventReader):
 
     def _chunks(self, chunk_events: int) -> Iterator[np.ndarray]:
         h5py = _h5py()
-        try:
-            with h5py.File(self.path, "r") as f:
-                grp = f["events"]
-                for i0 in range(0, self._n, chunk_events):
-                    i1 = min(self._n, i0 + chunk_events)
-                    ev = np.empty(i1 - i0, dtype=EVENT_DTYPE)
-                    for c, _ in _COLS:
-                        ev[c] = grp[c][i0:i1]
-                    yield ev
-        except (OSError, KeyError, ValueError) as exc:
-            raise EventFileError(f"corrupt HDF5 event data: {' '.join(str(exc).split())}", path=self.path) from None
+        with _h5_errors(self.path, "event data"), h5py.File(self.path, "r") as f:
+            grp = f["events"]
+            for i0 in range(0, self._n, chunk_events):
+                i1 = min(self._n, i0 + chunk_events)
+                ev = np.empty(i1 - i0, dtype=EVENT_DTYPE)
+                for c, _ in _COLS:
+                    ev[c] = grp[c][i0:i1]
+                yield ev
 
     def read_all(self) -> np.ndarray:
         # whole columns straight into the structured array (no chunk concatenation)
         h5py = _h5py()
-        ev = np.empty(self._n, dtype=EVENT_DTYPE)
-        try:
-            with h5py.File(self.path, "r") as f:
-                grp = f["events"]
-                for c, _ in _COLS:
-                    ev[c] = grp[c][...]
-        except (OSError, KeyError, ValueError) as exc:
-            raise EventFileError(f"corrupt HDF5 event data: {' '.join(str(exc).split())}", path=self.path) from None
+        with _h5_errors(self.path, "event data"), h5py.File(self.path, "r") as f:
+            grp = f["events"]
+            cols = {c: grp[c][...] for c, _ in _COLS}
+        from core.io import _kernels
         from core.io.base import EventChecker
 
+        ev = np.empty(self._n, dtype=EVENT_DTYPE)
+        if _kernels.HAVE_NUMBA and self._n and all(cols[c].dtype.kind in "iub" for c in "xytp"):
+            w, h = int(self.sensor_size.width), int(self.sensor_size.height)
+            _, ok = _kernels.convert_checked(
+                cols["t"],
+                cols["x"],
+                cols["y"],
+                cols["p"],
+                w,
+                h,
+                np.iinfo(np.int64).min,
+                ev["x"],
+                ev["y"],
+                ev["t"],
+                ev["p"],
+            )
+            if ok:
+                return ev
+        for c, _ in _COLS:
+            ev[c] = cols[c]
         return EventChecker(self.path, self.sensor_size)(ev)
 
     def label_rows(self) -> tuple[np.ndarray, list[str] | None] | None:
@@ -165,7 +221,15 @@ class Hdf5Writer:
         grp = self._f.create_group("events")
         opts = {"compression": compression, "compression_opts": compression_opts} if compression else {}
         self._cols = {
-            c: grp.create_dataset(c, shape=(0,), maxshape=(None,), dtype=dt, chunks=(CHUNK_ROWS,), shuffle=bool(compression), **opts)
+            c: grp.create_dataset(
+                c,
+                shape=(0,),
+                maxshape=(None,),
+                dtype=dt,
+                chunks=(CHUNK_ROWS,),
+                shuffle=bool(compression),
+                **opts,
+            )
             for c, dt in _COLS
         }
         self._n = 0
@@ -184,10 +248,7 @@ class Hdf5Writer:
     def write_labels(self, segments: Sequence, class_names: Sequence[str] | None = None) -> None:
         """Store label segments (objects with class_id/start_us/end_us, or rows of 3 ints)."""
         rows = np.asarray(
-            [
-                (s.class_id, s.start_us, s.end_us) if hasattr(s, "class_id") else tuple(s)
-                for s in segments
-            ],
+            [(s.class_id, s.start_us, s.end_us) if hasattr(s, "class_id") else tuple(s) for s in segments],
             dtype=np.int64,
         ).reshape(-1, 3)
         if "labels" in self._f:

@@ -7,8 +7,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 from core.io import open_events
-from core.labels import labels_path_for
 from core.io.base import DEFAULT_CHUNK_EVENTS
+from core.labels import labels_path_for
 
 
 @dataclass(frozen=True)

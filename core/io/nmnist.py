@@ -21,6 +21,7 @@ import numpy as np
 
 from core.errors import EventFileError
 from core.events import EVENT_DTYPE, SensorSize
+from core.io import _kernels
 from core.io.base import DEFAULT_CHUNK_EVENTS, EventReader
 
 OVERFLOW_Y = 240
@@ -57,7 +58,9 @@ class NmnistReader(EventReader):
         super().__init__(path)
         size = self.path.stat().st_size
         if size % 5:
-            raise EventFileError(f"truncated: {size} bytes is not a whole number of 5-byte events", path=self.path)
+            raise EventFileError(
+                f"truncated: {size} bytes is not a whole number of 5-byte events", path=self.path
+            )
         self._n_raw = size // 5
         with open(self.path, "rb") as fh:
             self._mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
@@ -69,13 +72,28 @@ class NmnistReader(EventReader):
     def _chunks(self, chunk_events: int) -> Iterator[np.ndarray]:
         overflows = 0
         for i0 in range(0, self._n_raw, chunk_events):
-            ev, overflows = decode_nmnist(self._raw(i0, min(chunk_events, self._n_raw - i0)), overflows)
+            raw = self._raw(i0, min(chunk_events, self._n_raw - i0))
+            if _kernels.HAVE_NUMBA:
+                ev = np.empty(len(raw), dtype=EVENT_DTYPE)
+                k, overflows = _kernels.decode_nmnist(
+                    raw, OVERFLOW_Y, OVERFLOW_INCREMENT_US, overflows, ev["x"], ev["y"], ev["t"], ev["p"]
+                )
+                yield ev if k == len(raw) else ev[:k]
+                continue
+            ev, overflows = decode_nmnist(raw, overflows)
             yield ev
+
+    def _all_chunk_events(self) -> int:
+        return self._n_raw
 
     def _infer_sensor_size(self) -> SensorSize:
         w = h = 0
         for i0 in range(0, self._n_raw, DEFAULT_CHUNK_EVENTS):
             raw = self._raw(i0, min(DEFAULT_CHUNK_EVENTS, self._n_raw - i0))
+            if _kernels.HAVE_NUMBA:
+                cw, ch = _kernels.nmnist_extent(raw, OVERFLOW_Y)
+                w, h = max(w, int(cw)), max(h, int(ch))
+                continue
             ev = raw[raw[:, 1] != OVERFLOW_Y]
             if len(ev):
                 w, h = max(w, int(ev[:, 0].max()) + 1), max(h, int(ev[:, 1].max()) + 1)

@@ -76,6 +76,15 @@ def _convert(arr: np.ndarray) -> np.ndarray:
     return ev
 
 
+def _header_value(lines: list[str], key: str) -> str | None:
+    """The text after ``key`` on the first header line that starts with it (None when absent or empty)."""
+    for ln in lines:
+        if ln.lower().startswith(key):
+            parts = ln.split(None, 1)
+            return parts[1].strip() if len(parts) > 1 else None
+    return None
+
+
 class PropheseeReader(EventReader):
     """Reader for one of expelliarmus' encodings (``encoding`` class attribute)."""
 
@@ -90,8 +99,8 @@ class PropheseeReader(EventReader):
         if self._data_start >= size:
             raise EventFileError("no event data after the header (truncated)", path=self.path)
         self._sensor_size = header_geometry(lines)
-        camera = next((ln.split(None, 1)[1] for ln in lines if ln.lower().startswith("serial_number")), None)
-        integrator = next((ln.split(None, 1)[1] for ln in lines if ln.lower().startswith("integrator_name")), None)
+        camera = _header_value(lines, "serial_number")
+        integrator = _header_value(lines, "integrator_name")
         self.metadata.update(
             camera=" ".join(v for v in (integrator, camera) if v) or None,
             header=lines,
@@ -105,19 +114,44 @@ class PropheseeReader(EventReader):
     def _chunks(self, chunk_events: int) -> Iterator[np.ndarray]:
         try:
             for arr in self._wizard(chunk_events).read_chunk():
-                yield _convert(arr)
+                if arr is not None:
+                    yield _convert(arr)
         except EventFileError:
             raise
         except Exception as exc:
-            raise EventFileError(f"corrupt {self.format_name} data: {' '.join(str(exc).split())}", path=self.path) from None
+            raise EventFileError(
+                f"corrupt {self.format_name} data: {' '.join(str(exc).split())}", path=self.path
+            ) from None
 
     def read_all(self) -> np.ndarray:
         try:
             arr = self._wizard(1 << 20).read()
         except Exception as exc:
-            raise EventFileError(f"corrupt {self.format_name} data: {' '.join(str(exc).split())}", path=self.path) from None
+            raise EventFileError(
+                f"corrupt {self.format_name} data: {' '.join(str(exc).split())}", path=self.path
+            ) from None
         from core.io.base import EventChecker
 
+        if arr is None:  # expelliarmus returns None when the file holds no event
+            return np.empty(0, dtype=EVENT_DTYPE)
+        if _kernels.HAVE_NUMBA and len(arr):  # one fused convert + check pass
+            ev = np.empty(len(arr), dtype=EVENT_DTYPE)
+            w, h = int(self.sensor_size.width), int(self.sensor_size.height)
+            _, ok = _kernels.convert_checked(
+                arr["t"],
+                arr["x"],
+                arr["y"],
+                arr["p"],
+                w,
+                h,
+                np.iinfo(np.int64).min,
+                ev["x"],
+                ev["y"],
+                ev["t"],
+                ev["p"],
+            )
+            if ok:
+                return ev
         return EventChecker(self.path, self.sensor_size)(_convert(arr))
 
 
@@ -125,7 +159,9 @@ EVT2_CD_OFF, EVT2_CD_ON, EVT2_TIME_HIGH = 0x0, 0x1, 0x8
 EVT2_SKIPPED = (0xA, 0xE, 0xF)
 
 
-def decode_evt2(words: np.ndarray, time_high: int | None, first_word: int = 0) -> tuple[np.ndarray, int | None, int]:
+def decode_evt2(
+    words: np.ndarray, time_high: int | None, first_word: int = 0
+) -> tuple[np.ndarray, int | None, int]:
     """Decode EVT 2.0 words.
 
     Parameters
@@ -192,10 +228,15 @@ class _WordReader(PropheseeReader):
         self._n_records = body // self.record_bytes
 
     def _records(self, i0: int, n: int) -> np.ndarray:
-        return np.frombuffer(self._mm, dtype=self.record_dtype, count=n, offset=self._first + self.record_bytes * i0)
+        return np.frombuffer(
+            self._mm, dtype=self.record_dtype, count=n, offset=self._first + self.record_bytes * i0
+        )
 
     def read_all(self) -> np.ndarray:
         return EventReader.read_all(self)
+
+    def _all_chunk_events(self) -> int:
+        return self._n_records
 
 
 class Evt2Reader(_WordReader):
@@ -258,8 +299,13 @@ class DatReader(_WordReader):
     def _chunks(self, chunk_events: int) -> Iterator[np.ndarray]:
         for i0 in range(0, self._n_records, chunk_events):
             rec = self._records(i0, min(chunk_events, self._n_records - i0))
-            d = rec["data"]
             ev = np.empty(len(rec), dtype=EVENT_DTYPE)
+            if _kernels.HAVE_NUMBA:
+                words = np.frombuffer(self._mm, dtype="<u4", count=2 * len(rec), offset=self._first + 8 * i0)
+                _kernels.decode_dat(words.reshape(-1, 2), ev["x"], ev["y"], ev["t"], ev["p"])
+                yield ev
+                continue
+            d = rec["data"]
             ev["t"] = rec["t"]
             ev["x"] = d & 0x3FFF
             ev["y"] = (d >> 14) & 0x3FFF

@@ -35,7 +35,7 @@ from urllib.parse import parse_qsl, unquote
 
 import numpy as np
 
-from core.errors import SourceError
+from core.errors import DvsAppError, EventFileError, SourceError
 from core.events import Packet, SensorSize, empty_events
 
 StatusCallback = Callable[[str], None]
@@ -318,6 +318,7 @@ class ReplaySource(Source):
         self._anchor: tuple[int, float] | None = None  # (stream t_us, monotonic s)
         self.position_us: int | None = None  # recording time of the last delivered packet's end
         self.passes = 0
+        self._pending_error: DvsAppError | None = None
 
     def _check_speed(self, speed: float) -> float:
         speed = float(speed)
@@ -343,14 +344,32 @@ class ReplaySource(Source):
         super().resume()
 
     def _next_batch(self, it: Iterator[Packet]) -> list[Packet] | None:
-        """Pull packets from ``it`` (worker thread); ``None`` at the end."""
+        """Pull packets from ``it`` (worker thread); ``None`` at the end.
+
+        When the recording fails part-way (corrupt or truncated file), the packets
+        gathered before the failure are returned first and the error is raised by
+        the next call, so nothing decoded before the damage is lost.
+        """
+        if self._pending_error is not None:
+            error, self._pending_error = self._pending_error, None
+            raise error
         out: list[Packet] = []
         n_events = 0
-        for packet in it:
-            out.append(packet)
-            n_events += len(packet.events)
-            if n_events >= self._batch_events or len(out) >= self._batch_packets or self._speed > 0:
-                break
+        try:
+            for packet in it:
+                out.append(packet)
+                n_events += len(packet.events)
+                if n_events >= self._batch_events or len(out) >= self._batch_packets or self._speed > 0:
+                    break
+        except DvsAppError as exc:
+            if not out:
+                raise
+            self._pending_error = exc
+        except OSError as exc:  # the file vanished or became unreadable while replaying
+            error = EventFileError(f"read failed while replaying: {exc.strerror or exc}", path=self.uri or None)
+            if not out:
+                raise error from None
+            self._pending_error = error
         return out or None
 
     async def _pace(self, until_us: int) -> None:

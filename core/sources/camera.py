@@ -27,21 +27,15 @@ class InivationSource(Source):
 
     live = True
 
-    def __init__(self, serial: str = "", *, uri: str | None = None, poll_s: float = 0.001) -> None:
-        import dv_processing as dv
-
+    def __init__(
+        self, serial: str = "", *, uri: str | None = None, poll_s: float = 0.001, camera=None
+    ) -> None:
         text = uri or ("inivation:" + serial if serial else "inivation")
-        try:
-            found = list(dv.io.camera.discover())
-        except Exception as exc:
-            raise SourceError(f"cannot list USB cameras: {exc}", path=text) from None
-        if not found:
-            raise SourceError("no iniVation camera is connected", path=text)
-        try:
-            self._camera = dv.io.camera.open(serial) if serial else dv.io.camera.open()
-        except Exception as exc:
-            what = f"camera {serial!r}" if serial else "the camera"
-            raise SourceError(f"cannot open {what}: {str(exc).split(' [')[0]}", path=text) from None
+        self._unplugged: SourceError | None = None
+        if camera is not None:  # an already open device (or a stand-in, for tests)
+            self._camera = camera
+        else:
+            self._camera = self._open(serial, text)
         size = self._camera.getEventResolution()
         if size is None:
             raise SourceError("the camera has no event output", path=text)
@@ -50,18 +44,49 @@ class InivationSource(Source):
         self.metadata = {"format": "inivation-usb", "camera": name}
         self.poll_s = poll_s
 
+    @staticmethod
+    def _open(serial: str, text: str):
+        import dv_processing as dv
+
+        try:
+            found = list(dv.io.camera.discover())
+        except Exception as exc:
+            raise SourceError(f"cannot list USB cameras: {exc}", path=text) from None
+        if not found:
+            raise SourceError("no iniVation camera is connected", path=text)
+        try:
+            return dv.io.camera.open(serial) if serial else dv.io.camera.open()
+        except Exception as exc:
+            what = f"camera {serial!r}" if serial else "the camera"
+            raise SourceError(f"cannot open {what}: {str(exc).split(' [')[0]}", path=text) from None
+
     def _read_some(self, max_wait_s: float = 0.02):
+        """Event batches of the camera (worker thread); ``SourceError`` once it is unplugged."""
+        camera = self._camera
+        if camera is None:
+            return []
+        if self._unplugged is not None:
+            raise self._unplugged
         parts = []
         deadline = time.monotonic() + max_wait_s
         while True:
-            store = self._camera.getNextEventBatch()
+            try:
+                store = camera.getNextEventBatch()
+                running = camera.isRunning() if store is None or not len(store) else True
+            except Exception as exc:  # the driver reports an unplugged device as a runtime error
+                self._unplugged = SourceError(
+                    f"the camera was disconnected ({str(exc).split(' [')[0]})", path=self.uri
+                )
+                if parts:  # deliver what came before the plug was pulled; raise at the next read
+                    return parts
+                raise self._unplugged from None
             if store is not None and len(store):
                 parts.append(dv_store_to_events(store))
                 continue
             if parts or time.monotonic() >= deadline:
                 return parts
-            if not self._camera.isRunning():
-                raise SourceError("the camera was disconnected", path=self.uri)
+            if not running:
+                raise SourceError("the camera was disconnected (unplugged?)", path=self.uri)
             time.sleep(self.poll_s)
 
     async def _packets(self) -> AsyncIterator[Packet]:

@@ -1,26 +1,34 @@
 """``dv://HOST:PORT``: a live AEDAT4 event stream from DV software or a dv-processing ``NetworkWriter``.
 
-The real protocol is spoken by ``dv_processing.io.NetworkReader``.  When the stream
-drops, the source reconnects with exponential backoff and says so through
-``on_status``; timestamps stay non-decreasing across reconnects (a server that
-restarts its clock is shifted to continue where the last session ended).
+The real protocol is spoken by ``dv_processing.io.NetworkReader``, run in a child
+process (:mod:`core.sources.dv_reader`): garbage on the wire makes that reader abort
+its process, and it holds the GIL while connecting, so in-process it could take the
+whole app down or freeze it.  When the stream drops (server killed or restarted,
+connection cut or closed mid-packet, garbage, or no data for ``stall_s``), the
+source says why through ``on_status`` and reconnects with exponential backoff;
+timestamps stay non-decreasing across reconnects (a server that restarts its clock
+is shifted to continue where the last session ended).  The source only connects
+out: nothing of the app listens on a port.
 
 Query parameters: ``retries`` (reconnect attempts per drop, default unlimited;
 when they run out the stream ends), ``backoff_s`` (first wait, default 0.1 s,
-doubled up to ``backoff_max_s``, default 2 s).
+doubled up to ``backoff_max_s``, default 2 s), ``stall_s`` (default 5 s; 0 = never
+treat silence as a stall), ``connect_timeout_s`` (default 5 s).
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
+import queue
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 
 import numpy as np
 
 from core.errors import SourceError
-from core.events import Packet, SensorSize, concat, make_events
+from core.events import EVENT_DTYPE, Packet, SensorSize, concat, make_events
 from core.sources.base import Source, SourceURI
 
 __all__ = ["DvNetworkSource", "dv_store_to_events", "open_dv_source"]
@@ -34,8 +42,147 @@ def dv_store_to_events(store) -> np.ndarray:
     return make_events(arr["x"], arr["y"], arr["timestamp"], arr["polarity"])
 
 
+class _ReaderProcess:
+    """One connection: a :mod:`core.sources.dv_reader` child process and the thread that reads its frames.
+
+    Raises
+    ------
+    SourceError
+        The child could not connect (its one-line reason), or gave no header
+        within ``connect_timeout_s``.
+    """
+
+    def __init__(self, host: str, port: int, *, connect_timeout_s: float, text: str, max_batches: int = 256):
+        import json
+        import os
+        import subprocess
+        import sys
+        from pathlib import Path
+
+        root = str(Path(__file__).resolve().parents[2])
+        env = dict(os.environ)
+        env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "core.sources.dv_reader", host, str(int(port))],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            cwd=root,
+        )
+        self.batches: queue.Queue = queue.Queue(max_batches)
+        self.ended = False
+        self._thread = threading.Thread(target=self._pump, name="dvsapp-dv-reader", daemon=True)
+        self._thread.start()
+        try:
+            kind, value = self.batches.get(timeout=connect_timeout_s)
+        except queue.Empty:
+            self.kill()
+            raise SourceError(f"no answer within {connect_timeout_s:g} s", path=text) from None
+        if kind != "head":
+            reason = self.reason()
+            self.kill()
+            raise SourceError(f"cannot connect: {reason}", path=text)
+        try:
+            head = json.loads(value)
+            self.sensor_size = SensorSize(int(head["width"]), int(head["height"]))
+            self.camera = str(head.get("camera", ""))
+        except (ValueError, KeyError, TypeError):
+            self.kill()
+            raise SourceError("the reader sent a bad header", path=text) from None
+
+    def _pump(self) -> None:
+        """Read the child's frames into ``batches`` (thread); ``("end", None)`` last."""
+        from core.sources.dv_reader import FRAME_HEAD
+
+        f = self.proc.stdout
+        try:
+            line = f.readline()
+            if not line:
+                return
+            self.batches.put(("head", line))
+            item = EVENT_DTYPE.itemsize
+            while True:
+                head = f.read(FRAME_HEAD.size)
+                if len(head) < FRAME_HEAD.size:
+                    return
+                tag, n = FRAME_HEAD.unpack(head)
+                if tag != b"E" or n % item:
+                    return
+                payload = f.read(n)
+                if len(payload) < n:
+                    return
+                self.batches.put(("events", np.frombuffer(payload, EVENT_DTYPE)))
+        except (OSError, ValueError):
+            return
+        finally:
+            self.batches.put(("end", None))
+
+    def read_some(self, max_wait_s: float, max_events: int):
+        """Event arrays received so far (waits up to ``max_wait_s`` for the first); ``_DISCONNECTED`` at the end."""
+        if self.ended:
+            return _DISCONNECTED
+        parts: list[np.ndarray] = []
+        n = 0
+        try:
+            kind, value = self.batches.get(timeout=max_wait_s)
+            while True:
+                if kind == "end":
+                    self.ended = True
+                    return parts if parts else _DISCONNECTED
+                if kind == "events":
+                    parts.append(value)
+                    n += len(value)
+                    if n >= max_events:
+                        return parts
+                kind, value = self.batches.get_nowait()
+        except queue.Empty:
+            return parts
+
+    def reason(self) -> str:
+        """Why the child ended: the last line of its stderr, or its exit status."""
+        try:
+            code = self.proc.wait(timeout=2)
+        except subprocess_timeout():
+            return "the reader did not exit"
+        try:
+            text = self.proc.stderr.read().decode("utf-8", "replace") if self.proc.stderr else ""
+        except (OSError, ValueError):
+            text = ""
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+        if code not in (0, 1, 2):
+            what = lines[-1] if lines else f"exit status {code}"
+            return f"the reader crashed on bad data ({what})"
+        return lines[-1] if lines else "the server closed the stream"
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess_timeout():  # pragma: no cover - a killed child always exits
+            pass
+        for f in (self.proc.stdout, self.proc.stderr):
+            if f is not None:
+                try:
+                    f.close()
+                except OSError:
+                    pass
+        self._thread.join(timeout=5)
+
+
+def subprocess_timeout() -> type[Exception]:
+    import subprocess
+
+    return subprocess.TimeoutExpired
+
+
 class DvNetworkSource(Source):
     """Live events from a TCP AEDAT4 stream (DV software's network output or ``NetworkWriter``).
+
+    The stream is read by ``dv_processing.io.NetworkReader`` in a child process
+    (:mod:`core.sources.dv_reader`), so a stream that crashes or hangs the reader
+    only costs a reconnect.  The source only connects out.
 
     Parameters
     ----------
@@ -46,8 +193,11 @@ class DvNetworkSource(Source):
         used up the stream ends cleanly.
     backoff_s, backoff_max_s : float
         First wait between attempts and its cap, seconds (doubled each attempt).
-    poll_s : float
-        Sleep between polls of the reader when no data is waiting, seconds.
+    stall_s : float
+        No event for this long: report the stall and reconnect (``0`` = never).
+        A quiet scene also sends nothing, so keep it well above the quietest spell.
+    connect_timeout_s : float
+        Longest wait for a server to answer a connection, seconds.
 
     Raises
     ------
@@ -65,7 +215,9 @@ class DvNetworkSource(Source):
         retries: float = math.inf,
         backoff_s: float = 0.1,
         backoff_max_s: float = 2.0,
-        poll_s: float = 0.002,
+        stall_s: float = 5.0,
+        connect_timeout_s: float = 5.0,
+        poll_s: float = 0.02,
         uri: str | None = None,
     ) -> None:
         self.host = host
@@ -73,76 +225,67 @@ class DvNetworkSource(Source):
         self.retries = float(retries)
         self.backoff_s = float(backoff_s)
         self.backoff_max_s = float(backoff_max_s)
+        self.stall_s = float(stall_s)
+        self.connect_timeout_s = float(connect_timeout_s)
         self.poll_s = float(poll_s)
         self.reconnects = 0
+        self.stalls = 0
         self.events_received = 0
         self.out_of_order = 0
+        self.last_drop_reason: str | None = None
         text = uri or f"dv://{host}:{self.port}"
-        self._reader = self._connect(text)
-        size = self._reader.getEventResolution()
-        if size is None:
-            raise SourceError("the stream carries no events", path=text)
-        super().__init__(SensorSize(int(size[0]), int(size[1])), uri=text, description=text)
-        self.camera = str(self._reader.getCameraName())
+        self._reader: _ReaderProcess | None = self._connect(text)
+        super().__init__(self._reader.sensor_size, uri=text, description=text)
+        self.camera = self._reader.camera
         self.metadata = {"format": "dv-network", "camera": self.camera}
 
-    def _connect(self, text: str | None = None):
-        import dv_processing as dv
+    def _connect(self, text: str | None = None) -> _ReaderProcess:
+        return _ReaderProcess(
+            self.host, self.port, connect_timeout_s=self.connect_timeout_s, text=text or self.uri
+        )
 
-        try:
-            reader = dv.io.NetworkReader(self.host, self.port)
-        except Exception as exc:  # dv raises RuntimeError with a long boost message
-            reason = str(exc).split(" [")[0]
-            raise SourceError(f"cannot connect: {reason}", path=text or self.uri) from None
-        if not reader.isEventStreamAvailable():
-            raise SourceError("the stream carries no events", path=text or self.uri)
-        return reader
-
-    def _read_some(self, max_wait_s: float = 0.02, max_events: int = 200_000):
-        """Collect what the reader has (worker thread); ``_DISCONNECTED`` when the stream is gone."""
+    def _read_some(self, max_events: int = 200_000):
+        """What the reader has (worker thread); ``_DISCONNECTED`` when the stream is gone."""
         reader = self._reader
-        parts = []
-        n = 0
-        deadline = time.monotonic() + max_wait_s
-        while True:
-            try:
-                store = reader.getNextEventBatch()
-            except Exception:
-                return parts if parts else _DISCONNECTED
-            if store is not None and len(store):
-                ev = dv_store_to_events(store)
-                parts.append(ev)
-                n += len(ev)
-                if n >= max_events:
-                    return parts
-                continue
-            if parts:
-                return parts
-            if not reader.isRunning():
-                return _DISCONNECTED
-            if time.monotonic() >= deadline:
-                return parts
-            time.sleep(self.poll_s)
+        if reader is None:
+            return _DISCONNECTED
+        return reader.read_some(self.poll_s, max_events)
 
-    async def _reconnect(self) -> bool:
+    def _drop_reader(self) -> str:
+        """Stop the current reader; return why its stream ended."""
+        reader, self._reader = self._reader, None
+        if reader is None:
+            return "closed"
+        reason = reader.reason() if reader.ended else "stalled"
+        reader.kill()
+        return reason
+
+    async def _reconnect(self, why: str) -> bool:
         """Try to reconnect with backoff; ``False`` when retries are used up or the source closed."""
-        self._reader = None
+        self.last_drop_reason = why
         wait_s = self.backoff_s
         attempt = 0
-        self.status("stream lost, reconnecting")
+        self.status(f"stream lost ({why}), reconnecting")
         while not self._closed and attempt < self.retries:
             attempt += 1
             await asyncio.sleep(wait_s)
+            if self._closed:
+                break
             try:
                 reader = await asyncio.to_thread(self._connect)
-            except SourceError:
+            except SourceError as exc:
                 wait_s = min(wait_s * 2, self.backoff_max_s)
+                if attempt in (1, 3) or attempt % 10 == 0:
+                    self.status(f"reconnect attempt {attempt} failed: {exc.reason}; next in {wait_s:g} s")
                 continue
-            size = reader.getEventResolution()
-            if size is not None and (int(size[0]), int(size[1])) != self.sensor_size[:2]:
+            if reader.sensor_size[:2] != self.sensor_size[:2]:
+                reader.kill()
                 raise SourceError(
-                    f"reconnected stream is {size[0]}x{size[1]}, was {self.sensor_size}", path=self.uri
+                    f"reconnected stream is {reader.sensor_size}, was {self.sensor_size}", path=self.uri
                 )
+            if self._closed:
+                reader.kill()
+                break
             self._reader = reader
             self.reconnects += 1
             self.status(f"reconnected after {attempt} attempt(s)")
@@ -156,19 +299,29 @@ class DvNetworkSource(Source):
         offset_us = 0  # shift of the current session
         new_session = True
         held = None  # events sharing the newest timestamp, held until time moves past it
+        last_data = time.monotonic()
         while not self._closed:
             if self._reader is None:
                 break
             got = await asyncio.to_thread(self._read_some)
+            now = time.monotonic()
+            if got is not _DISCONNECTED and not got and self.stall_s > 0 and now - last_data > self.stall_s:
+                self.stalls += 1
+                self.status(f"no data for {now - last_data:.1f} s")
+                got = _DISCONNECTED
             if got is _DISCONNECTED:
                 if held is not None and len(held):  # the session is over: its last timestamp is complete
                     until_us = int(held["t"][-1]) + 1
                     yield Packet(held, until_us)
                     held = None
-                if not await self._reconnect():
+                why = await asyncio.to_thread(self._drop_reader)
+                if self._closed or not await self._reconnect(why):
                     break
+                last_data = time.monotonic()
                 new_session = True
                 continue
+            if got:
+                last_data = now
             if self._paused:  # a live sensor is not held back: what arrives while paused is dropped
                 continue
             if not got:
@@ -207,8 +360,10 @@ class DvNetworkSource(Source):
             yield Packet(held, int(held["t"][-1]) + 1)
 
     def close(self) -> None:
-        self._reader = None
         super().close()
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            reader.kill()
 
 
 def open_dv_source(uri: SourceURI) -> DvNetworkSource:
@@ -221,6 +376,8 @@ def open_dv_source(uri: SourceURI) -> DvNetworkSource:
         retries=math.inf if retries in ("inf", "", "-1") else uri.number("retries", math.inf),
         backoff_s=uri.number("backoff_s", 0.1),
         backoff_max_s=uri.number("backoff_max_s", 2.0),
+        stall_s=uri.number("stall_s", 5.0),
+        connect_timeout_s=uri.number("connect_timeout_s", 5.0),
         uri=uri.text,
     )
 

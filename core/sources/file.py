@@ -34,6 +34,9 @@ class FileSource(ReplaySource):
         Time span of the packets asked of the reader (pacing granularity), microseconds.
     max_events : int
         Most events per packet (bounds memory whatever the event rate).
+    chunk_events : int
+        Events decoded per read of the file: small, so that a file damaged part-way
+        delivers the events before the damage (then raises).
 
     Raises
     ------
@@ -51,15 +54,19 @@ class FileSource(ReplaySource):
         loop: bool = False,
         packet_us: int = 10_000,
         max_events: int = 65_536,
+        chunk_events: int = 4_096,
         uri: str | None = None,
     ) -> None:
         from core.io import open_events  # late: keeps `core.sources` importable on its own
+        from core.io.base import packetize
 
         self.path = os.fspath(path)
         self.reader = open_events(self.path)
 
         def factory(start_us: int | None) -> Iterator[Packet]:
-            packets = self.reader.packets(max_events=max_events, dt_us=packet_us)
+            # small decode chunks: a file damaged part-way still delivers what precedes the damage
+            chunks = self.reader.iter_chunks(chunk_events=chunk_events)
+            packets = packetize(chunks, max_events=max_events, dt_us=packet_us)
             return packets if start_us is None else _skip_to(packets, start_us)
 
         super().__init__(

@@ -150,8 +150,13 @@ def dvsgesture_recordings(root: str | os.PathLike, split: str = "train") -> list
 # tonic's DVSGesture layout
 
 
+@functools.lru_cache(maxsize=8)
 def _tonic_dataset(root: Path, train: bool):
-    """``tonic.datasets.DVSGesture`` over an existing folder; never downloads."""
+    """``tonic.datasets.DVSGesture`` over an existing folder; never downloads.
+
+    Cached per process: tonic walks the whole folder to list it, and every clip's
+    loader needs the same listing (the same order) as :func:`tonic_recordings`.
+    """
     import tonic
 
     folder = "ibmGestureTrain" if train else "ibmGestureTest"
@@ -174,7 +179,8 @@ def _tonic_dataset(root: Path, train: bool):
 
 def _load_tonic_item(root: str, train: bool, index: int) -> np.ndarray:
     events, _ = _tonic_dataset(Path(root), train)[index]
-    return as_events(np.sort(events, order="t", kind="stable"))
+    # argsort on t alone: np.sort(order="t") would break ties by x, y, p and reorder equal times
+    return as_events(events[np.argsort(events["t"], kind="stable")])
 
 
 def tonic_recordings(root: str | os.PathLike, split: str = "train") -> list[Recording]:

@@ -112,6 +112,8 @@ class TrainResult:
     history: list[dict] = field(default_factory=list)
     best_score: float = float("nan")
     test_report: EvalReport | None = None
+    model: object | None = field(default=None, repr=False)
+    """The trained model as it is after the last step (unwrapped from DDP; every rank)."""
 
 
 # ------------------------------------------------------------------------------ pieces
@@ -499,7 +501,7 @@ def _train(cfg, info: DistInfo, emit, command, data, torch, load_checkpoint, sav
             emit("epoch_end", {**metrics, "improved": improved})
         barrier(info)
 
-    result = TrainResult(out, best_path, last_path, history, best_score)
+    result = TrainResult(out, best_path, last_path, history, best_score, model=model)
     if info.is_main and cfg.test_split and data is None and best_path.is_file():
         best, _ = load_checkpoint(best_path, map_location="cpu")
         test_frames = _frames(cfg, cfg.test_split, pre, cfg.n_test_seeds, replace(info, rank=0, world_size=1))
