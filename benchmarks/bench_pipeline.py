@@ -177,7 +177,9 @@ def main() -> None:
     if "replay" not in skip:
         rows = bench_replay(Path(args.file), args.repeats)
         best = max(rows, key=lambda r: r["rtf"])
-        print(f"\nreplay speed=0 of {Path(args.file).name} ({best['span_s']:.1f} s, {best['events']} events):")
+        print(
+            f"\nreplay speed=0 of {Path(args.file).name} ({best['span_s']:.1f} s, {best['events']} events):"
+        )
         for r in rows:
             print(
                 f"  wall {r['wall_s']:6.2f} s  real-time factor {r['rtf']:5.2f}x  windows {r['windows']}  "
@@ -192,7 +194,9 @@ def main() -> None:
             f"  measured input {r['rate']:,.0f} events/s  windows {r['windows']}  dropped {r['dropped']}  "
             f"model {r['model_ms']:.1f} ms/window"
         )
-        print(f"  latency p50 {r['p50']:.1f} ms  p99 {r['p99']:.1f} ms  max {r['max']:.1f} ms (goal p99 <= 50 ms)")
+        print(
+            f"  latency p50 {r['p50']:.1f} ms  p99 {r['p99']:.1f} ms  max {r['max']:.1f} ms (goal p99 <= 50 ms)"
+        )
     if "overload" not in skip:
         r = bench_overload(args.overload_x, args.overload_s)
         print(f"\noverload {args.overload_x:g}x for {args.overload_s:g} s (stand-in model, live policy):")

@@ -83,9 +83,7 @@ class _Headless:
         classifier = load_classifier(None)
         self.source = FileSource(path, speed=speed, loop=True)
         self.stats = StatsSink(classifier.class_names)
-        self.pipeline = Pipeline(
-            self.source, classifier, sinks=[self.stats], drop_oldest=(policy == "live")
-        )
+        self.pipeline = Pipeline(self.source, classifier, sinks=[self.stats], drop_oldest=(policy == "live"))
         self.error: BaseException | None = None
 
         def run() -> None:
@@ -202,7 +200,9 @@ def draw_png(rows: list[dict], path: Path, calm_s: float) -> None:
         ),
     ]
     font = cv2.FONT_HERSHEY_SIMPLEX
-    cv2.putText(img, "soak: looping replay of gestures.aedat4", (left, 25), font, 0.6, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(
+        img, "soak: looping replay of gestures.aedat4", (left, 25), font, 0.6, (0, 0, 0), 1, cv2.LINE_AA
+    )
 
     def xs(tt):
         return (left + tt / t_max * (w - left - right)).astype(np.int32)
@@ -269,7 +269,9 @@ def summarise(rows: list[dict], calm_s: float) -> dict:
         "hot_p99_ms": float(np.median([r["latency_p99_ms"] for r in hot if r["latency_p99_ms"] is not None]))
         if hot
         else float("nan"),
-        "calm_p99_ms": float(np.median([r["latency_p99_ms"] for r in calm if r["latency_p99_ms"] is not None]))
+        "calm_p99_ms": float(
+            np.median([r["latency_p99_ms"] for r in calm if r["latency_p99_ms"] is not None])
+        )
         if calm
         else float("nan"),
     }
@@ -337,7 +339,9 @@ def main() -> None:
                 "latency_p50_ms": None if m.latency_p50_ms is None else round(m.latency_p50_ms, 1),
                 "latency_p99_ms": None if m.latency_p99_ms is None else round(m.latency_p99_ms, 1),
                 "model_ms_mean": round(m.model_ms_mean, 2),
-                "stream_s": None if m.stream_us is None else round((m.stream_us - (first_stream or 0)) / 1e6, 1),
+                "stream_s": None
+                if m.stream_us is None
+                else round((m.stream_us - (first_stream or 0)) / 1e6, 1),
                 "redraws_per_s": round((redraws - last_redraws) / max(now - last_t, 1e-6), 1),
             }
             last_done, last_drop, last_redraws, last_t = m.windows_done, m.dropped_windows, redraws, now

@@ -187,7 +187,7 @@ def time_slice(events: np.ndarray, t_start_us: int | None = None, t_end_us: int 
     t = events["t"]
     i0 = 0 if t_start_us is None else int(np.searchsorted(t, t_start_us, side="left"))
     i1 = len(events) if t_end_us is None else int(np.searchsorted(t, t_end_us, side="left"))
-    return events[i0:max(i0, i1)]
+    return events[i0 : max(i0, i1)]
 
 
 def time_bounds(events: np.ndarray, edges_us: np.ndarray) -> np.ndarray:

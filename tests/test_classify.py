@@ -172,7 +172,11 @@ def test_bundled_model_on_bundled_recording_equals_offline():
     size = clf.input_size
     events = SpatialAdapter(reader.sensor_size, size)(events)
     frames = to_frames(
-        events, size, time_window_us=clf.step_us, start_time_us=preds[0].t_start_us, end_time_us=preds[-1].t_us
+        events,
+        size,
+        time_window_us=clf.step_us,
+        start_time_us=preds[0].t_start_us,
+        end_time_us=preds[-1].t_us,
     )
     with torch.inference_mode():
         logits, _ = clf.model(torch.from_numpy(frames).unsqueeze(1))

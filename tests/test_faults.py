@@ -203,7 +203,9 @@ def test_file_truncated_while_replaying_keeps_predictions(tmp_path):
     lst = ListSink()
     csv_path = tmp_path / "preds.csv"
     with pytest.raises(EventFileError) as err:
-        run_pipeline(Pipeline(src, load_classifier(None), sinks=[lst, CsvSink(csv_path)]), handle_signals=False)
+        run_pipeline(
+            Pipeline(src, load_classifier(None), sinks=[lst, CsvSink(csv_path)]), handle_signals=False
+        )
     text = str(err.value)
     assert str(path) in text and "\n" not in text
     assert 5 <= len(lst.predictions) < 50  # about half of the 4 s of 80 ms windows, then the error
@@ -245,7 +247,9 @@ class _Store:
         return len(self.events)
 
     def numpy(self):
-        arr = np.zeros(len(self.events), dtype=[("timestamp", "<i8"), ("x", "<i2"), ("y", "<i2"), ("polarity", "i1")])
+        arr = np.zeros(
+            len(self.events), dtype=[("timestamp", "<i8"), ("x", "<i2"), ("y", "<i2"), ("polarity", "i1")]
+        )
         for name, src in (("timestamp", "t"), ("x", "x"), ("y", "y"), ("polarity", "p")):
             arr[name] = self.events[src]
         return arr
@@ -341,4 +345,3 @@ def _listening_inodes_of(pid: int) -> set[str]:
         if target.startswith("socket:["):
             mine.add(target[8:-1])
     return mine & listening
-

@@ -73,6 +73,10 @@ def _bad_inputs(tmp_path, shared=None):
     raw2.write_bytes(b"% evt 2.0\n" + b"\x00" * 7)
     cases.append(("evt2 truncated", raw2, EventFileError, "truncated"))
 
+    raw3 = tmp_path / "endless.raw"
+    raw3.write_bytes(b"% evt 3.0\n% plugin_name ha")  # expelliarmus would loop forever on this
+    cases.append(("evt3 header line never ends", raw3, EventFileError, "never ends"))
+
     dat = tmp_path / "bad.dat"
     dat.write_bytes(b"% Data file containing CD events.\n% Version 2\n" + bytes([12, 9]) + b"\x00" * 9)
     cases.append(("dat corrupt header", dat, EventFileError, "event size"))
@@ -369,7 +373,15 @@ def test_fused_decode_checks_report_the_first_bad_event(tmp_path, monkeypatch):
         f.attrs["width"], f.attrs["height"] = 64, 48
         for c in "xytp":
             f[f"events/{c}"] = bad[c].astype(np.uint8) if c == "p" else bad[c]
+    from expelliarmus import Wizard
+
+    dat = tmp_path / "unsorted.dat"
+    arr = np.zeros(len(bad), dtype=[("t", "<i8"), ("x", "<i2"), ("y", "<i2"), ("p", "u1")])
+    for f in "txyp":
+        arr[f] = bad[f]
+    Wizard(encoding="dat").save(str(dat), arr)
     cases = [
+        (dat, f"event 1234 has t={int(bad['t'][1234])} us after t={int(bad['t'][1233])} us"),
         (narrow, f"event {first} has x={int(ev['x'][first])} outside the 32x48 sensor"),
         (h5, f"event 1234 has t={int(bad['t'][1234])} us after t={int(bad['t'][1233])} us"),
     ]

@@ -102,10 +102,18 @@ def test_round_trip_generated(tmp_path):
 
 
 def test_round_trip_real(shared_data, tmp_path):
+    import aedat
+
     r = open_events(shared_data / "dvxplorer_320x240.aedat4")
     ev = r.read_all()
     out = _chain(ev, r.sensor_size, tmp_path, ["h5", "aedat4", "npz"])
     np.testing.assert_array_equal(out, ev)
+    # the AEDAT 4 file we wrote from real events opens identically in aedat and dv-processing
+    written = tmp_path / "step1.aedat4"
+    ref = np.concatenate([p["events"] for p in aedat.Decoder(str(written)) if "events" in p])
+    for f, g in (("x", "x"), ("y", "y"), ("t", "t"), ("p", "on")):
+        np.testing.assert_array_equal(ref[g], ev[f])
+    np.testing.assert_array_equal(read_with_dv_processing(written), ev)
 
 
 def test_written_aedat4_opens_identically_in_aedat_and_dv_processing(tmp_path):
@@ -314,7 +322,11 @@ def test_compiled_and_numpy_decoders_agree(tmp_path, monkeypatch, shared_data):
     assert tuple(open_events(path).sensor_size[:2]) == (34, 34)
 
 
-def test_csv_fast_parser_matches_loadtxt_and_defers_on_odd_lines(tmp_path):
+@pytest.mark.parametrize("compiled", [True, False])
+def test_csv_fast_parser_matches_loadtxt_and_defers_on_odd_lines(tmp_path, monkeypatch, compiled):
+    from core.io import _kernels
+
+    monkeypatch.setattr(_kernels, "HAVE_NUMBA", compiled)
     ev = random_events(5000, (640, 480), duration_us=2_000_000, seed=23)
     seps = [",", ";", " ", "\t", ", "]
     rng = np.random.default_rng(0)
@@ -334,3 +346,11 @@ def test_csv_fast_parser_matches_loadtxt_and_defers_on_odd_lines(tmp_path):
     # 5 + 3 tokens add up to 8 but are not two events: the fast path defers, the slow one names the line
     assert r._parse_fast([b"1 2 3 4 5\n", b"6 7 8\n"]) is None
     assert r._parse_fast([b"1 2 3 4 # note\n"]) is None
+    assert r._parse_fast([b"1 2 3 4x\n"]) is None and r._parse_fast([b"1 2 3 99999999999999999999\n"]) is None
+    with_blank = tmp_path / "blank.csv"
+    with_blank.write_text("t,x,y,p\n5,1,2,1\n\n  \n7,3,4,-1\n9,5,6,0")  # blank lines; no final newline
+    assert open_events(with_blank).read_all().tolist() == [
+        (1, 2, 5, True),
+        (3, 4, 7, False),
+        (5, 6, 9, False),
+    ]

@@ -44,8 +44,9 @@ class SlowClassifier:
 
     class_names = ("rest", "move")
 
-    def __init__(self, delay_s: float, *, size=SensorSize(32, 32), step_us=5_000, steps=4) -> None:
+    def __init__(self, delay_s: float, *, size=SensorSize(32, 32), step_us=5_000, steps=4, keep=True) -> None:
         self.delay_s = delay_s
+        self.keep = keep
         self.input_size = size
         self.step_us = step_us
         self.steps_per_window = steps
@@ -57,7 +58,8 @@ class SlowClassifier:
 
     def step(self, window) -> Prediction:
         time.sleep(self.delay_s)
-        self.windows.append(window)
+        if self.keep:
+            self.windows.append(window)
         done = time.monotonic()
         lat = 0 if window.arrival_s is None else int((done - window.arrival_s) * 1e6)
         cls = int(window.n_events > 0)
@@ -122,19 +124,29 @@ def test_replay_equals_offline_binning_real(shared_data):
 # ------------------------------------------------------------- backpressure
 def test_live_overload_drops_oldest_windows_with_bounded_queue():
     """A live source at 10x what the model handles: bounded queue, counted drops, bounded latency."""
+    import gc
+
+    from core.events import Window
+
     size = SensorSize(32, 32)
-    slow = SlowClassifier(0.2)  # 200 ms per 20 ms window: 10x overload
+    slow = SlowClassifier(0.2, keep=False)  # 200 ms per 20 ms window: 10x overload
     duration_us = int(OVERLOAD_S * 1e6)
     ev = random_events(int(200_000 * OVERLOAD_S), size, duration_us=duration_us)
     src = ArraySource(ev, size, speed=1.0, live=True, packet_us=5_000)
-    seen_depths = []
-    sink = CallbackSink(lambda w, p, m: seen_depths.append(m.queue_depth))
-    pipe = Pipeline(src, slow, sinks=[sink], window_queue=4)
+    seen_depths, alive_windows = [], []
+
+    def on_prediction(w, p, m):
+        seen_depths.append(m.queue_depth)
+        # memory: the windows alive at any time are the queued ones plus a few in flight
+        alive_windows.append(sum(type(o) is Window for o in gc.get_objects()))
+
+    pipe = Pipeline(src, slow, sinks=[CallbackSink(on_prediction)], window_queue=4)
     assert pipe.drop_oldest
     m = run_pipeline(pipe)
     n_windows = duration_us // 20_000
     assert m.windows_binned >= n_windows - 1
     assert m.queue_max <= 4 and max(seen_depths) <= 4
+    assert len(alive_windows) >= 5 and max(alive_windows) <= 4 + 4  # never the ~100 windows binned
     assert m.dropped_windows > 0
     assert m.windows_done + m.dropped_windows == m.windows_binned
     assert m.windows_done < m.windows_binned / 3
@@ -279,7 +291,14 @@ def test_seconds_limit_and_metrics_fields():
     m = run_pipeline(pipe, seconds=1.0)
     assert m.events_in > 0 and m.windows_done > 0 and m.realtime_factor is not None
     d = m.as_dict()
-    for key in ("events_per_s", "windows_per_s", "model_ms", "queue_depth", "dropped_windows", "latency_p99_ms"):
+    for key in (
+        "events_per_s",
+        "windows_per_s",
+        "model_ms",
+        "queue_depth",
+        "dropped_windows",
+        "latency_p99_ms",
+    ):
         assert key in d
 
 

@@ -74,7 +74,9 @@ def test_parse_uri(text, scheme, target, params):
     assert uri.scheme in SOURCES
 
 
-@pytest.mark.parametrize("text", ["", "  ", "dv://nohost", "dv://host:0", "dv://host:99999", "dv://:80", "file:"])
+@pytest.mark.parametrize(
+    "text", ["", "  ", "dv://nohost", "dv://host:0", "dv://host:99999", "dv://:80", "file:"]
+)
 def test_parse_uri_rejects(text):
     with pytest.raises(SourceError):
         parse_uri(text)

@@ -25,6 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 N_EVENTS = 111_954
 """Events in ``dvxplorer_320x240.aedat4``."""
 
+
 @pytest.fixture
 def recording(shared_data) -> Path:
     return shared_data / "dvxplorer_320x240.aedat4"

@@ -78,8 +78,13 @@ def register(app: typer.Typer) -> None:
     @app.command("info")
     @handle_errors
     def info(
-        file: Annotated[Path, typer.Argument(help="Event file (AEDAT 2/3.1/4, EVT2/3 RAW, DAT, .bin, npy/npz, CSV, HDF5).")],
-        as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")] = False,
+        file: Annotated[
+            Path,
+            typer.Argument(help="Event file (AEDAT 2/3.1/4, EVT2/3 RAW, DAT, .bin, npy/npz, CSV, HDF5)."),
+        ],
+        as_json: Annotated[
+            bool, typer.Option("--json", help="Print one JSON object instead of a table.")
+        ] = False,
     ) -> None:
         """Format, sensor, camera, event count, duration, event rate and polarity balance of FILE."""
         from core.io.info import describe
@@ -92,12 +97,17 @@ def register(app: typer.Typer) -> None:
     @handle_errors
     def convert(
         src: Annotated[Path, typer.Argument(help="Input event file (any readable format).")],
-        dst: Annotated[Path, typer.Argument(help="Output file; the extension picks the format: .aedat4 .h5 .hdf5 .npz .csv")],
+        dst: Annotated[
+            Path,
+            typer.Argument(help="Output file; the extension picks the format: .aedat4 .h5 .hdf5 .npz .csv"),
+        ],
         crop: Annotated[
-            str | None, typer.Option("--crop", metavar="X,Y,W,H", help="Keep this pixel window (input pixels).")
+            str | None,
+            typer.Option("--crop", metavar="X,Y,W,H", help="Keep this pixel window (input pixels)."),
         ] = None,
         downsample: Annotated[
-            int, typer.Option("--downsample", min=1, help="Integer spatial downsampling factor (after --crop).")
+            int,
+            typer.Option("--downsample", min=1, help="Integer spatial downsampling factor (after --crop)."),
         ] = 1,
         force: Annotated[bool, typer.Option("--force", help="Overwrite DST if it exists.")] = False,
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,

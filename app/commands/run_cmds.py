@@ -69,16 +69,30 @@ def classify(
     live: Annotated[bool, typer.Option("--live", help="Classify a live source (see --source).")] = False,
     source: Annotated[
         str | None,
-        typer.Option(help="Source URI: file:PATH?speed=1, dv://HOST:PORT, inivation[:SERIAL], webcam[:N], synthetic[:SEED]."),
+        typer.Option(
+            help="Source URI: file:PATH?speed=1, dv://HOST:PORT, inivation[:SERIAL], webcam[:N], synthetic[:SEED]."
+        ),
     ] = None,
-    model: Annotated[Path | None, typer.Option("--model", help="Checkpoint (.safetensors); default: the bundled model.")] = None,
-    window_ms: Annotated[float | None, typer.Option(help="Window length in ms (default: the model's).")] = None,
-    json_lines: Annotated[bool, typer.Option("--json", help="One JSON object per prediction on stdout; summary on stderr.")] = False,
-    out: Annotated[Path | None, typer.Option("--out", help="Write predictions to this CSV (flushed per line).")] = None,
+    model: Annotated[
+        Path | None, typer.Option("--model", help="Checkpoint (.safetensors); default: the bundled model.")
+    ] = None,
+    window_ms: Annotated[
+        float | None, typer.Option(help="Window length in ms (default: the model's).")
+    ] = None,
+    json_lines: Annotated[
+        bool, typer.Option("--json", help="One JSON object per prediction on stdout; summary on stderr.")
+    ] = False,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write predictions to this CSV (flushed per line).")
+    ] = None,
     force: Annotated[bool, typer.Option(help="Overwrite --out.")] = False,
-    speed: Annotated[float | None, typer.Option(help="Replay speed for a FILE (default 0 = as fast as possible).")] = None,
+    speed: Annotated[
+        float | None, typer.Option(help="Replay speed for a FILE (default 0 = as fast as possible).")
+    ] = None,
     seconds: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
-    smoothing: Annotated[float, typer.Option(help="Extra smoothing of probabilities across windows, in [0, 1).")] = 0.0,
+    smoothing: Annotated[
+        float, typer.Option(help="Extra smoothing of probabilities across windows, in [0, 1).")
+    ] = 0.0,
     spatial: Annotated[str, typer.Option(help="Fit the sensor to the model input: crop or pad.")] = "crop",
     device: Annotated[str, typer.Option(help="Torch device.")] = "cpu",
 ) -> None:
@@ -122,7 +136,9 @@ def classify(
 def record(
     out: Annotated[Path, typer.Argument(help="Output file: .aedat4 (dv-processing) or .h5 (or .npz, .csv).")],
     source: Annotated[str, typer.Option(help="Source URI (see `dvsapp classify --help`).")] = "synthetic",
-    seconds: Annotated[float | None, typer.Option(help="Stop after this many seconds (default: end of stream or Ctrl-C).")] = None,
+    seconds: Annotated[
+        float | None, typer.Option(help="Stop after this many seconds (default: end of stream or Ctrl-C).")
+    ] = None,
     force: Annotated[bool, typer.Option(help="Overwrite OUT.")] = False,
 ) -> None:
     """Record any source to an event file."""

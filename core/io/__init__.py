@@ -11,19 +11,20 @@ existing file without ``force=True`` (:class:`OutputExistsError`); they write a
 temporary file in the destination folder and rename it into place only when
 everything was written, so a failed write leaves nothing behind.
 
-=========  ==========================  =========================  =======
-format     reader                      library                    writer
-=========  ==========================  =========================  =======
-aedat4     Aedat4Reader                aedat (+ dv-processing)    yes
-aedat31    Aedat31Reader               numpy, this package        no
-aedat2     Aedat2Reader (DVS128)       numpy, this package        no
-evt2/evt3  Evt2Reader / Evt3Reader     expelliarmus               no
-dat        DatReader                   expelliarmus               no
-nmnist     NmnistReader                numpy, this package        no
-npy/npz    NpyReader / NpzReader       numpy                      npz
-csv        CsvReader                   numpy                      yes
-hdf5       Hdf5Reader                  h5py                       yes
-=========  ==========================  =========================  =======
+=========  ==========================  ==============================  =======
+format     reader                      decoded by                      writer
+=========  ==========================  ==============================  =======
+aedat4     Aedat4Reader                aedat (header checked here)     yes (dv-processing)
+aedat31    Aedat31Reader               numba / numpy, this package     no
+aedat2     Aedat2Reader (DVS128)       numba / numpy, this package     no
+evt2       Evt2Reader                  numba / numpy, this package     no
+evt3       Evt3Reader                  expelliarmus                    no
+dat        DatReader                   numba / numpy, this package     no
+nmnist     NmnistReader                numba / numpy, this package     no
+npy/npz    NpyReader / NpzReader       numpy                           npz
+csv        CsvReader                   numba / numpy                   yes
+hdf5       Hdf5Reader                  h5py                            yes
+=========  ==========================  ==============================  =======
 """
 
 from __future__ import annotations

@@ -211,6 +211,24 @@ def _decode_dat(rec, x, y, t, p):
         p[i] = (d >> np.uint32(28)) != 0
 
 
+def _decode_dat_checked(rec, width, height, last_t, x, y, t, p):
+    """``_decode_dat`` fused with the event checks; returns False at the first bad event."""
+    prev = last_t
+    for i in range(rec.shape[0]):
+        d = rec[i, 1]
+        ti = np.int64(rec[i, 0])
+        xi = np.int64(d & np.uint32(0x3FFF))
+        yi = np.int64((d >> np.uint32(14)) & np.uint32(0x3FFF))
+        if ti < prev or xi >= width or yi >= height:
+            return False
+        prev = ti
+        t[i] = ti
+        x[i] = np.int16(xi)
+        y[i] = np.int16(yi)
+        p[i] = (d >> np.uint32(28)) != 0
+    return True
+
+
 def _decode_nmnist(raw, overflow_y, increment, overflows, x, y, t, p):
     """N-MNIST 5-byte records (``[N, 5]`` uint8) -> columns, dropping overflow markers.
 
@@ -248,6 +266,52 @@ def _nmnist_extent(raw, overflow_y):
     return w, h
 
 
+def _parse_csv_ints(buf, out):
+    """Lines of exactly 4 integers separated by bytes <= 32 (``buf`` uint8) -> ``out[rows, 4]``.
+
+    Blank lines are skipped.  Returns the row count, or -1 at anything else (a
+    comment, a fraction, a 5th column, a stray character, more than 18 digits):
+    the caller then parses the text the slow way, which names the bad line.
+    """
+    n = buf.shape[0]
+    row = 0
+    col = 0
+    i = 0
+    while i < n:
+        c = buf[i]
+        if c == 10:
+            if col == 4:
+                row += 1
+            elif col != 0:
+                return -1
+            col = 0
+            i += 1
+            continue
+        if c <= 32:
+            i += 1
+            continue
+        if col == 4 or row >= out.shape[0]:
+            return -1
+        neg = False
+        if c == 45 or c == 43:
+            neg = c == 45
+            i += 1
+        start = i
+        v = np.int64(0)
+        while i < n and buf[i] >= 48 and buf[i] <= 57:
+            v = v * 10 + np.int64(buf[i] - 48)
+            i += 1
+        if i == start or i - start > 18 or (i < n and buf[i] > 32):
+            return -1
+        out[row, col] = -v if neg else v
+        col += 1
+    if col == 4:
+        row += 1
+    elif col != 0:
+        return -1
+    return row
+
+
 check_events = _jit(_check_events)
 decode_aedat31 = _jit(_decode_aedat31)
 decode_aedat31_words = _jit(_decode_aedat31_words)
@@ -258,3 +322,5 @@ decode_nmnist = _jit(_decode_nmnist)
 nmnist_extent = _jit(_nmnist_extent)
 decode_aedat31_words_checked = _jit(_decode_aedat31_words_checked)
 convert_checked = _jit(_convert_checked)
+parse_csv_ints = _jit(_parse_csv_ints)
+decode_dat_checked = _jit(_decode_dat_checked)

@@ -280,6 +280,10 @@ def _data_table_end(fh, pos: int, compression: str, file_size: int) -> int:
         return -1
 
 
+_PASS_THROUGH = (KeyboardInterrupt, SystemExit, GeneratorExit, MemoryError)
+"""Exceptions never turned into EventFileError (everything else the decoder raises is)."""
+
+
 def _from_aedat(arr: np.ndarray) -> np.ndarray:
     """``aedat`` event records (t u8, x u2, y u2, on bool) -> EVENT_DTYPE."""
     ev = np.empty(len(arr), dtype=EVENT_DTYPE)
@@ -310,7 +314,9 @@ class Aedat4Reader(EventReader):
         n_packets = check_packets(self.path, header, size)
         try:
             streams = self._decoder().id_to_stream()
-        except Exception as exc:  # the decoder reports what it rejects as generic errors
+        except _PASS_THROUGH:
+            raise
+        except BaseException as exc:  # also Rust panics (pyo3's PanicException is a BaseException)
             raise EventFileError(
                 f"cannot read the AEDAT 4 header: {_one_line(exc)}", path=self.path
             ) from None
@@ -346,7 +352,9 @@ class Aedat4Reader(EventReader):
                     parts, n = [], 0
         except EventFileError:
             raise
-        except Exception as exc:
+        except _PASS_THROUGH:
+            raise
+        except BaseException as exc:  # also Rust panics of the decoder
             raise EventFileError(f"corrupt AEDAT 4 data: {_one_line(exc)}", path=self.path) from None
         if parts:
             yield _from_aedat(np.concatenate(parts) if len(parts) > 1 else parts[0])
@@ -358,7 +366,9 @@ class Aedat4Reader(EventReader):
             for packet in self._decoder():
                 if packet.get("stream_id") == self._stream_id and "events" in packet:
                     parts.append(packet["events"])
-        except Exception as exc:
+        except _PASS_THROUGH:
+            raise
+        except BaseException as exc:  # also Rust panics of the decoder
             raise EventFileError(f"corrupt AEDAT 4 data: {_one_line(exc)}", path=self.path) from None
         if not parts:
             return empty_events()

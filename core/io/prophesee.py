@@ -98,6 +98,12 @@ class PropheseeReader(EventReader):
         size = self.path.stat().st_size
         if self._data_start >= size:
             raise EventFileError("no event data after the header (truncated)", path=self.path)
+        if self._data_start >= len(head):
+            raise EventFileError(f"header longer than {len(head)} bytes (corrupt header)", path=self.path)
+        if head[self._data_start : self._data_start + 1] == b"%":  # expelliarmus hangs on these
+            raise EventFileError(
+                f"header line at byte {self._data_start} never ends (corrupt header)", path=self.path
+            )
         self._sensor_size = header_geometry(lines)
         camera = _header_value(lines, "serial_number")
         integrator = _header_value(lines, "integrator_name")
@@ -295,6 +301,19 @@ class DatReader(_WordReader):
             raise EventFileError(f"DAT event size is {ev_size} bytes, expected 8 (corrupt header)", path=path)
         super().__init__(path)
         self.metadata.update(n_events=self._n_records, event_type=int(ev_type))
+
+    def read_all(self) -> np.ndarray:
+        """One fused decode + check pass when compiled kernels are available."""
+        if _kernels.HAVE_NUMBA and self._n_records:
+            ev = np.empty(self._n_records, dtype=EVENT_DTYPE)
+            words = np.frombuffer(self._mm, dtype="<u4", count=2 * self._n_records, offset=self._first)
+            w, h = int(self.sensor_size.width), int(self.sensor_size.height)
+            ok = _kernels.decode_dat_checked(
+                words.reshape(-1, 2), w, h, np.iinfo(np.int64).min, ev["x"], ev["y"], ev["t"], ev["p"]
+            )
+            if ok:
+                return ev
+        return EventReader.read_all(self)
 
     def _chunks(self, chunk_events: int) -> Iterator[np.ndarray]:
         for i0 in range(0, self._n_records, chunk_events):

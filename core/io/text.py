@@ -27,6 +27,7 @@ import numpy as np
 
 from core.errors import EventFileError
 from core.events import EVENT_DTYPE, SensorSize
+from core.io import _kernels
 from core.io.base import EventReader
 
 _ALIASES = {
@@ -41,6 +42,8 @@ _ALIASES = {
     "polarity": "p",
 }
 _SPLIT = re.compile(r"[,;\s]+")
+MAX_LINE_BYTES = 1 << 20
+"""A longer line means the file is not an event list."""
 _TO_SPACE = bytes.maketrans(b",;\t\r", b"    ")
 
 
@@ -87,7 +90,7 @@ class CsvReader(EventReader):
             table = self._parse_loadtxt(lines, first_line)
         return self._to_events(table, first_line)
 
-    def _parse_fast(self, lines: list[bytes]) -> np.ndarray | None:
+    def _parse_fast(self, lines: list[bytes], n_lines: int | None = None) -> np.ndarray | None:
         """``[N, 4]`` numbers of plain lines in one C pass; None when anything is unusual.
 
         Each line must hold exactly 4 tokens (counted with numpy on the bytes) and
@@ -101,11 +104,15 @@ class CsvReader(EventReader):
         if not text.endswith(b"\n"):
             text += b"\n"
         chars = np.frombuffer(text, dtype=np.uint8)
+        if _kernels.HAVE_NUMBA and not self._seconds:  # one compiled pass parses and validates
+            out = np.empty((text.count(b"\n"), 4), dtype=np.int64)
+            rows = _kernels.parse_csv_ints(chars, out)
+            return None if rows < 0 else out[:rows]
         space = chars <= 32
         starts = ~space
         starts[1:] &= space[:-1]
         ends = np.flatnonzero(chars == 10)
-        if len(ends) != len(lines):  # a stray carriage return or such
+        if len(ends) != (len(lines) if n_lines is None else n_lines):
             return None
         per_line = np.add.reduceat(starts.astype(np.int32), np.concatenate(([0], ends[:-1] + 1)))
         if not (per_line == 4).all():
@@ -116,8 +123,14 @@ class CsvReader(EventReader):
                 values = np.fromstring(text, dtype=np.float64 if self._seconds else np.int64, sep=" ")
             except (ValueError, DeprecationWarning):
                 return None
-        if values.size != 4 * len(lines):
+        if values.size != 4 * len(ends):
             return None
+        if (
+            not self._seconds
+            and len(values)
+            and (int(values.max()) >= 10**18 or int(values.min()) <= -(10**18))
+        ):
+            return None  # numpy saturates what does not fit; let loadtxt decide
         return values.reshape(-1, 4)
 
     def _parse_loadtxt(self, lines: list[bytes], first_line: int) -> np.ndarray:
@@ -156,16 +169,35 @@ class CsvReader(EventReader):
             for _ in range(self._skip):
                 fh.readline()
             line_no = self._skip + 1
-            batch: list[bytes] = []
-            for raw in fh:
-                if raw.strip():
-                    batch.append(raw)
-                if len(batch) >= chunk_events:
-                    yield self._parse(batch, line_no)
-                    line_no += len(batch)
-                    batch = []
-            if batch:
-                yield self._parse(batch, line_no)
+            block_bytes = max(1 << 12, min(chunk_events, 1 << 22) * 24)  # about chunk_events lines
+            rest = b""
+            while data := fh.read(block_bytes):
+                data = rest + data
+                cut = data.rfind(b"\n")
+                if cut < 0:
+                    if len(data) > MAX_LINE_BYTES:
+                        raise EventFileError(
+                            f"line {line_no} is longer than {MAX_LINE_BYTES} bytes (not an event list)",
+                            path=self.path,
+                        )
+                    rest = data
+                    continue
+                block, rest = data[: cut + 1], data[cut + 1 :]
+                yield from self._parse_block(block, line_no)
+                line_no += block.count(b"\n")
+            if rest.strip():
+                yield from self._parse_block(rest + b"\n", line_no)
+
+    def _parse_block(self, block: bytes, first_line: int) -> Iterator[np.ndarray]:
+        """Events of whole lines ``block``: one fast pass, or line by line when unusual."""
+        table = self._parse_fast([block], n_lines=block.count(b"\n"))
+        if table is not None:
+            if len(table):
+                yield self._to_events(table, first_line)
+            return
+        lines = [ln for ln in block.splitlines(keepends=True) if ln.strip()]
+        if lines:
+            yield self._parse(lines, first_line)
 
     def _detect_seconds(self) -> bool:
         with open(self.path, "rb") as fh:

@@ -249,7 +249,7 @@ def iter_packets(
     """
     if len(events) == 0:
         return
-    t = events["t"]
+    t = np.ascontiguousarray(events["t"])  # a strided field view would be copied by every searchsorted
     t_begin = int(t[0]) if start_us is None else int(start_us)
     edge = (t_begin // packet_us) * packet_us
     i = int(np.searchsorted(t, t_begin, side="left"))
@@ -295,6 +295,8 @@ class ReplaySource(Source):
 
     live = False
     seekable = True
+    PACED_BATCH_US = 20_000
+    """When paced, one worker-thread fetch covers at most this much stream time."""
 
     def __init__(
         self,
@@ -359,14 +361,18 @@ class ReplaySource(Source):
             for packet in it:
                 out.append(packet)
                 n_events += len(packet.events)
-                if n_events >= self._batch_events or len(out) >= self._batch_packets or self._speed > 0:
+                if n_events >= self._batch_events or len(out) >= self._batch_packets:
                     break
+                if self._speed > 0 and packet.until_us - out[0].until_us >= self.PACED_BATCH_US:
+                    break  # paced: fetch ahead only a little stream time (seek and pause stay prompt)
         except DvsAppError as exc:
             if not out:
                 raise
             self._pending_error = exc
         except OSError as exc:  # the file vanished or became unreadable while replaying
-            error = EventFileError(f"read failed while replaying: {exc.strerror or exc}", path=self.uri or None)
+            error = EventFileError(
+                f"read failed while replaying: {exc.strerror or exc}", path=self.uri or None
+            )
             if not out:
                 raise error from None
             self._pending_error = error
@@ -386,7 +392,7 @@ class ReplaySource(Source):
                 return
             t_ref, wall_ref = self._anchor
             due = wall_ref + (until_us - t_ref) / speed / 1e6
-            if due <= now:
+            if due <= now + 0.001:  # within a millisecond: not worth a wake-up of the loop
                 if now - due > 0.5:  # fell far behind (slow consumer): do not try to catch up
                     self._anchor = (until_us, now)
                 return
@@ -465,8 +471,6 @@ class ArraySource(ReplaySource):
         def factory(start_us: int | None) -> Iterator[Packet]:
             return iter_packets(self._events, packet_us=packet_us, max_events=max_events, start_us=start_us)
 
-        super().__init__(
-            factory, sensor_size, speed=speed, loop=loop, uri="memory:", description=description
-        )
+        super().__init__(factory, sensor_size, speed=speed, loop=loop, uri="memory:", description=description)
         self.live = bool(live)
         self.metadata = {"format": "memory", "n_events": len(events)}

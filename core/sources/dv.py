@@ -72,6 +72,7 @@ class _ReaderProcess:
         )
         self.batches: queue.Queue = queue.Queue(max_batches)
         self.ended = False
+        self._killed = False
         self._thread = threading.Thread(target=self._pump, name="dvsapp-dv-reader", daemon=True)
         self._thread.start()
         try:
@@ -100,7 +101,8 @@ class _ReaderProcess:
             line = f.readline()
             if not line:
                 return
-            self.batches.put(("head", line))
+            if not self._put(("head", line)):
+                return
             item = EVENT_DTYPE.itemsize
             while True:
                 head = f.read(FRAME_HEAD.size)
@@ -112,11 +114,22 @@ class _ReaderProcess:
                 payload = f.read(n)
                 if len(payload) < n:
                     return
-                self.batches.put(("events", np.frombuffer(payload, EVENT_DTYPE)))
+                if not self._put(("events", np.frombuffer(payload, EVENT_DTYPE))):
+                    return
         except (OSError, ValueError):
             return
         finally:
-            self.batches.put(("end", None))
+            self._put(("end", None))
+
+    def _put(self, item) -> bool:
+        """Queue ``item`` (waiting while the queue is full); ``False`` once the reader is killed."""
+        while not self._killed:
+            try:
+                self.batches.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
 
     def read_some(self, max_wait_s: float, max_events: int):
         """Event arrays received so far (waits up to ``max_wait_s`` for the first); ``_DISCONNECTED`` at the end."""
@@ -156,6 +169,7 @@ class _ReaderProcess:
         return lines[-1] if lines else "the server closed the stream"
 
     def kill(self) -> None:
+        self._killed = True
         if self.proc.poll() is None:
             self.proc.kill()
         try:
@@ -386,6 +400,7 @@ def open_dv_source(uri: SourceURI) -> DvNetworkSource:
 _LIVE_WRITERS: list = []
 """Writers of :func:`serve_events`, never destroyed (see its notes)."""
 
+
 def serve_events(
     events: np.ndarray,
     sensor_size: SensorSize,
@@ -449,7 +464,10 @@ def serve_events(
             store = dv.EventStore()
             push = store.push_back
             for ti, xi, yi, pi in zip(
-                (t + offset).tolist(), packet.events["x"].tolist(), packet.events["y"].tolist(), packet.events["p"].tolist()
+                (t + offset).tolist(),
+                packet.events["x"].tolist(),
+                packet.events["y"].tolist(),
+                packet.events["p"].tolist(),
             ):
                 push(ti, xi, yi, pi)
             writer.writeEvents(store)
@@ -473,8 +491,12 @@ def _serve_main(argv: list[str] | None = None) -> None:
     parser.add_argument("port", type=int)
     parser.add_argument("--speed", type=float, default=1.0)
     parser.add_argument("--loop", action="store_true")
-    parser.add_argument("--linger", type=float, default=0.5, help="seconds to keep the connection after the end")
-    parser.add_argument("--go-on-stdin", action="store_true", help="print 'ready', bind only after a line on stdin")
+    parser.add_argument(
+        "--linger", type=float, default=0.5, help="seconds to keep the connection after the end"
+    )
+    parser.add_argument(
+        "--go-on-stdin", action="store_true", help="print 'ready', bind only after a line on stdin"
+    )
     args = parser.parse_args(argv)
     from core.io import open_events
 

@@ -51,7 +51,9 @@ class SyntheticSource(Source):
             raise SourceError(f"speed {speed} must be >= 0", path=uri)
         self.stream = GestureStream(int(seed), sensor_size, chunk_us)
         super().__init__(
-            self.stream.sensor_size, uri=uri or f"synthetic:{seed}", description=f"synthetic scene (seed {seed})"
+            self.stream.sensor_size,
+            uri=uri or f"synthetic:{seed}",
+            description=f"synthetic scene (seed {seed})",
         )
         self.speed = float(speed)
         self.live = self.speed > 0
