@@ -296,7 +296,12 @@ def main() -> None:
     import core.pipeline  # noqa: F401
 
     first_speed = 1.0 if args.calm_s > 0 else args.speed
-    runner = (_Gui if args.gui else _Headless)(args.file, first_speed, args.policy)
+    # replay a private copy: a recording rewritten in place mid-soak would (correctly) end the run
+    import shutil
+
+    private = Path(tempfile.mkdtemp(prefix="soak_rec_")) / Path(args.file).name
+    shutil.copyfile(args.file, private)
+    runner = (_Gui if args.gui else _Headless)(str(private), first_speed, args.policy)
     pipeline = runner.pipeline
     print(
         f"soak: {'GUI offscreen' if args.gui else 'headless'}, policy {args.policy}, "
