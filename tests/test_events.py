@@ -27,7 +27,12 @@ def test_dtype_matches_tonic_layout():
 
     theirs = make_structured_array(np.array([1]), np.array([2]), np.array([3]), np.array([1]))
     assert theirs.dtype.names == EVENT_DTYPE.names
-    assert [EVENT_DTYPE[n] for n in "xytp"] == [np.dtype(np.int16), np.dtype(np.int16), np.dtype(np.int64), np.dtype(bool)]
+    assert [EVENT_DTYPE[n] for n in "xytp"] == [
+        np.dtype(np.int16),
+        np.dtype(np.int16),
+        np.dtype(np.int64),
+        np.dtype(bool),
+    ]
 
 
 def test_sensor_size_reads_as_tonic_tuple():

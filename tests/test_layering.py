@@ -6,6 +6,7 @@ import ast
 import subprocess
 import sys
 
+import pytest
 from conftest import REPO
 
 FORBIDDEN = ("app", "PySide6", "PyQt5", "PyQt6", "pyqtgraph", "qtpy", "superqt")
@@ -43,3 +44,19 @@ def test_importing_core_loads_no_qt():
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "", f"core pulled in: {out.stdout.strip()}"
+
+
+def test_ruff_lint_and_format_are_clean():
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    ruff = Path(sys.executable).with_name("ruff")
+    exe = str(ruff) if ruff.exists() else shutil.which("ruff")
+    if exe is None:
+        pytest.skip("ruff is not installed (pip install -e .[dev])")
+    repo = Path(__file__).resolve().parents[1]
+    for args in (["check", "."], ["format", "--check", "."]):
+        proc = subprocess.run([exe, *args], cwd=repo, capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, f"ruff {' '.join(args)}:\n{proc.stdout[-2000:]}"
