@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -392,3 +393,25 @@ def test_fused_decode_checks_report_the_first_bad_event(tmp_path, monkeypatch):
                 open_events(path).read_all()
             with pytest.raises(EventFileError, match=fragment):
                 list(open_events(path).packets(max_events=700))
+
+
+def test_truncated_aedat4_streams_every_event_before_the_cut(tmp_path):
+    from core.io import open_events
+
+    src = Path(__file__).resolve().parents[1] / "recordings" / "gestures.aedat4"
+    whole = open_events(src).read_all()
+    data = src.read_bytes()
+    cut = tmp_path / "cut.aedat4"
+    cut.write_bytes(data[: len(data) // 2])
+    reader = open_events(cut)  # opens: the damage is reported where it is reached
+    assert "truncated" in reader.metadata["damage"]
+    got = []
+    with pytest.raises(EventFileError, match="truncated AEDAT 4 data") as info:
+        for packet in reader.packets(max_events=5000):
+            got.append(packet.events)
+    assert "\n" not in str(info.value) and str(info.value).startswith(str(cut))
+    got = np.concatenate(got)
+    assert len(whole) // 4 < len(got) < len(whole)
+    np.testing.assert_array_equal(got, whole[: len(got)])  # nothing before the cut is lost or changed
+    with pytest.raises(EventFileError, match="truncated"):
+        open_events(cut).read_all()

@@ -188,15 +188,23 @@ def _parse_description(text: str, path: Path) -> dict[int, dict]:
     return streams
 
 
-def check_packets(path: Path, header: Aedat4Header, file_size: int) -> int:
-    """Walk the packet chain (headers only) as ``aedat`` will; returns the packet count.
+def check_packets(path: Path, header: Aedat4Header, file_size: int) -> tuple[int, EventFileError | None]:
+    """Walk the packet chain (headers only) as ``aedat`` will.
 
-    Every packet's claimed length must fit in the file, and its stream must be
-    one the header describes, before ``aedat`` allocates a buffer for it.
+    Returns ``(n_good, damage)``: the number of packets at the start of the file
+    whose claimed length fits in the file and whose stream the header describes,
+    and the error describing the first packet that does not (``None`` for a
+    sound file).  Readers decode only the ``n_good`` packets, so ``aedat`` never
+    allocates for a claimed length the file does not hold, and a truncated
+    recording still gives every event before the cut before it raises ``damage``.
     """
     pos = header.data_start
     stop = header.data_table_position
     n = 0
+
+    def damaged(message: str) -> tuple[int, EventFileError]:
+        return n, EventFileError(message, path=path)
+
     with open(path, "rb") as fh:
         while True:
             if stop > -1 and pos == stop:
@@ -207,28 +215,23 @@ def check_packets(path: Path, header: Aedat4Header, file_size: int) -> int:
                         if end < 0
                         else f"it ends at byte {end}, the file at {file_size}"
                     )
-                    raise EventFileError(
-                        f"truncated or corrupt AEDAT 4 data table at byte {pos} ({where})", path=path
-                    )
-                return n
+                    return damaged(f"truncated or corrupt AEDAT 4 data table at byte {pos} ({where})")
+                return n, None
             left = file_size - pos
             if left < 4 and stop == -1:
                 if left:
-                    raise EventFileError(f"truncated AEDAT 4 data: {left} stray bytes at the end", path=path)
-                return n
+                    return damaged(f"truncated AEDAT 4 data: {left} stray bytes at the end")
+                return n, None
             if left < 8:
-                raise EventFileError(f"truncated AEDAT 4 data: packet header at byte {pos} is cut", path=path)
+                return damaged(f"truncated AEDAT 4 data: packet header at byte {pos} is cut")
             fh.seek(pos)
             stream_id, length = struct.unpack("<II", fh.read(8))
             if length > left - 8:
-                raise EventFileError(
-                    f"truncated AEDAT 4 data: packet at byte {pos} claims {length} bytes, {left - 8} left",
-                    path=path,
+                return damaged(
+                    f"truncated AEDAT 4 data: packet at byte {pos} claims {length} bytes, {left - 8} left"
                 )
             if stream_id not in header.streams:
-                raise EventFileError(
-                    f"corrupt AEDAT 4 data: packet at byte {pos} of unknown stream {stream_id}", path=path
-                )
+                return damaged(f"corrupt AEDAT 4 data: packet at byte {pos} of unknown stream {stream_id}")
             pos += 8 + length
             n += 1
 
@@ -311,7 +314,7 @@ class Aedat4Reader(EventReader):
         event_ids = sorted(i for i, s in header.streams.items() if s["type"] == "events")
         if not event_ids:
             raise EventFileError("AEDAT 4 file holds no event stream", path=self.path)
-        n_packets = check_packets(self.path, header, size)
+        n_packets, self._damage = check_packets(self.path, header, size)
         try:
             streams = self._decoder().id_to_stream()
         except _PASS_THROUGH:
@@ -331,6 +334,17 @@ class Aedat4Reader(EventReader):
             compression=header.compression,
             n_packets=n_packets,
         )
+        if self._damage is not None:
+            self.metadata["damage"] = str(self._damage)
+
+    def _good_packets(self):
+        """The decoder's packets, stopping before the first damaged one (see :func:`check_packets`)."""
+        decoder = self._decoder()
+        for _ in range(self.metadata["n_packets"]):
+            try:
+                yield next(decoder)
+            except StopIteration:
+                return
 
     def _decoder(self):
         import aedat
@@ -341,7 +355,7 @@ class Aedat4Reader(EventReader):
         parts: list[np.ndarray] = []
         n = 0
         try:
-            for packet in self._decoder():
+            for packet in self._good_packets():
                 if packet.get("stream_id") != self._stream_id or "events" not in packet:
                     continue
                 ev = packet["events"]
@@ -358,18 +372,22 @@ class Aedat4Reader(EventReader):
             raise EventFileError(f"corrupt AEDAT 4 data: {_one_line(exc)}", path=self.path) from None
         if parts:
             yield _from_aedat(np.concatenate(parts) if len(parts) > 1 else parts[0])
+        if self._damage is not None:  # every event before the damage has been delivered
+            raise self._damage
 
     def read_all(self) -> np.ndarray:
         """All events: packets concatenated once, then one fused convert + check pass."""
         parts: list[np.ndarray] = []
         try:
-            for packet in self._decoder():
+            for packet in self._good_packets():
                 if packet.get("stream_id") == self._stream_id and "events" in packet:
                     parts.append(packet["events"])
         except _PASS_THROUGH:
             raise
         except BaseException as exc:  # also Rust panics of the decoder
             raise EventFileError(f"corrupt AEDAT 4 data: {_one_line(exc)}", path=self.path) from None
+        if self._damage is not None:
+            raise self._damage
         if not parts:
             return empty_events()
         raw = np.concatenate(parts) if len(parts) > 1 else parts[0]
