@@ -137,7 +137,16 @@ class WebcamSource(Source):
         from core.emulator import DvsEmulator
 
         text = uri or f"webcam:{index}"
-        cap = cv2.VideoCapture(int(index))
+        try:  # OpenCV's own warnings about an absent camera would only repeat our one line
+            previous = cv2.utils.logging.getLogLevel()
+            cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+        except AttributeError:  # pragma: no cover - builds without the logging module
+            previous = None
+        try:
+            cap = cv2.VideoCapture(int(index))
+        finally:
+            if previous is not None:
+                cv2.utils.logging.setLogLevel(previous)
         if not cap.isOpened():
             cap.release()
             raise SourceError(f"no webcam at index {index}", path=text)
