@@ -226,20 +226,25 @@ def corrupt_aedat4_payload(src, dst, at: float = 0.6) -> int:
     return pos
 
 
-def test_classify_corrupt_file_exits_2_and_keeps_earlier_predictions(tmp_path):
+def _classify_damaged(tmp_path, damage, word: str) -> tuple[list[dict], list[dict], object]:
+    """Classify the intact bundled recording and a damaged copy (``damage(src, dst)``).
+
+    Checks the damaged run's one-line error (containing ``word``) and returns the CSV rows
+    of both runs and the damaged run's result.
+    """
     import csv
 
     good = tmp_path / "good.csv"
-    ok = _cli(str(RECORDINGS / "gestures.aedat4"), "--json", "--out", str(good))
+    ok = _cli(str(RECORDINGS / "gestures.aedat4"), "--out", str(good))
     assert ok.returncode == 0, ok.stderr
-    bad_file = tmp_path / "corrupt.aedat4"
-    corrupt_aedat4_payload(RECORDINGS / "gestures.aedat4", bad_file)
+    bad_file = tmp_path / f"{word}.aedat4"
+    damage(RECORDINGS / "gestures.aedat4", bad_file)
     out = tmp_path / "preds.csv"
     run = _cli(str(bad_file), "--json", "--out", str(out))
     assert run.returncode == 2
     lines = run.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("dvsapp: error: ") and str(bad_file) in lines[0]
-    assert "corrupt" in lines[0] and "Traceback" not in run.stderr
+    assert word in lines[0] and "Traceback" not in run.stderr
     kept = list(csv.DictReader(out.open()))
     full = list(csv.DictReader(good.open()))
     # the windows before the damage (60 % into the file) were classified, exactly as in the intact file
@@ -247,35 +252,25 @@ def test_classify_corrupt_file_exits_2_and_keeps_earlier_predictions(tmp_path):
     keys = ("window", "t_end_us", "n_events", "class_id", "confidence")
     for a, b in zip(kept[:-1], full):
         assert {k: a[k] for k in keys} == {k: b[k] for k in keys}
+    assert len(run.stdout.splitlines()) == len(kept)  # the JSON lines printed match the CSV
+    return kept, full, run
+
+
+def test_classify_corrupt_file_exits_2_and_keeps_earlier_predictions(tmp_path):
+    kept, full, _ = _classify_damaged(tmp_path, corrupt_aedat4_payload, "corrupt")
     # the last one is the window open when the damage was hit, classified with the events read before it
     last, same = kept[-1], full[len(kept) - 1]
     assert last["window"] == same["window"] and int(last["n_events"]) <= int(same["n_events"])
-    assert len(run.stdout.splitlines()) == len(kept)  # the JSON lines printed match the CSV
 
 
 def test_classify_truncated_file_exits_2_with_one_line(tmp_path):
     """A recording cut short (a copy stopped early, a full disk) gives every prediction up to the cut."""
-    import csv
 
-    good = tmp_path / "good.csv"
-    ok = _cli(str(RECORDINGS / "gestures.aedat4"), "--out", str(good))
-    assert ok.returncode == 0, ok.stderr
-    data = (RECORDINGS / "gestures.aedat4").read_bytes()
-    bad_file = tmp_path / "truncated.aedat4"
-    bad_file.write_bytes(data[: len(data) * 6 // 10])
-    out = tmp_path / "preds.csv"
-    run = _cli(str(bad_file), "--json", "--out", str(out))
-    assert run.returncode == 2
-    lines = run.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("dvsapp: error: ") and str(bad_file) in lines[0]
-    assert "truncated" in lines[0] and "Traceback" not in run.stderr
-    kept = list(csv.DictReader(out.open()))
-    full = list(csv.DictReader(good.open()))
-    assert len(full) // 3 < len(kept) < len(full)
-    keys = ("window", "t_end_us", "n_events", "class_id", "confidence")
-    for a, b in zip(kept[:-1], full):
-        assert {k: a[k] for k in keys} == {k: b[k] for k in keys}
-    assert len(run.stdout.splitlines()) == len(kept)
+    def cut(src, dst):
+        data = src.read_bytes()
+        dst.write_bytes(data[: len(data) * 6 // 10])
+
+    _classify_damaged(tmp_path, cut, "truncated")
 
 
 def test_classify_refuses_to_overwrite_out(tmp_path):

@@ -324,3 +324,21 @@ decode_aedat31_words_checked = _jit(_decode_aedat31_words_checked)
 convert_checked = _jit(_convert_checked)
 parse_csv_ints = _jit(_parse_csv_ints)
 decode_dat_checked = _jit(_decode_dat_checked)
+
+
+def to_events_checked(t, x, y, p, width: int, height: int) -> np.ndarray | None:
+    """Decoded columns -> a new EVENT_DTYPE array in one fused convert + check pass.
+
+    Returns ``None`` when numba is missing, the input is empty, or a timestamp is
+    unsorted / a coordinate lies outside ``width x height``: the caller then runs its
+    plain conversion and :class:`core.io.base.EventChecker`, which reports the bad event.
+    """
+    if convert_checked is None or not len(t):
+        return None
+    from core.events import EVENT_DTYPE
+
+    ev = np.empty(len(t), dtype=EVENT_DTYPE)
+    _, ok = convert_checked(
+        t, x, y, p, int(width), int(height), np.iinfo(np.int64).min, ev["x"], ev["y"], ev["t"], ev["p"]
+    )
+    return ev if ok else None

@@ -391,24 +391,10 @@ class Aedat4Reader(EventReader):
         if not parts:
             return empty_events()
         raw = np.concatenate(parts) if len(parts) > 1 else parts[0]
-        if _kernels.HAVE_NUMBA and len(raw):
-            ev = np.empty(len(raw), dtype=EVENT_DTYPE)
-            w, h = int(self.sensor_size.width), int(self.sensor_size.height)
-            _, ok = _kernels.convert_checked(
-                raw["t"],
-                raw["x"],
-                raw["y"],
-                raw["on"],
-                w,
-                h,
-                np.iinfo(np.int64).min,
-                ev["x"],
-                ev["y"],
-                ev["t"],
-                ev["p"],
-            )
-            if ok:
-                return ev
+        w, h = self.sensor_size.width, self.sensor_size.height
+        ev = _kernels.to_events_checked(raw["t"], raw["x"], raw["y"], raw["on"], w, h)
+        if ev is not None:
+            return ev
         return EventChecker(self.path, self.sensor_size)(_from_aedat(raw))
 
 

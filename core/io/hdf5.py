@@ -148,24 +148,12 @@ class Hdf5Reader(EventReader):
         from core.io import _kernels
         from core.io.base import EventChecker
 
+        if all(cols[c].dtype.kind in "iub" for c in "xytp"):
+            w, h = self.sensor_size.width, self.sensor_size.height
+            fused = _kernels.to_events_checked(cols["t"], cols["x"], cols["y"], cols["p"], w, h)
+            if fused is not None:
+                return fused
         ev = np.empty(self._n, dtype=EVENT_DTYPE)
-        if _kernels.HAVE_NUMBA and self._n and all(cols[c].dtype.kind in "iub" for c in "xytp"):
-            w, h = int(self.sensor_size.width), int(self.sensor_size.height)
-            _, ok = _kernels.convert_checked(
-                cols["t"],
-                cols["x"],
-                cols["y"],
-                cols["p"],
-                w,
-                h,
-                np.iinfo(np.int64).min,
-                ev["x"],
-                ev["y"],
-                ev["t"],
-                ev["p"],
-            )
-            if ok:
-                return ev
         for c, _ in _COLS:
             ev[c] = cols[c]
         return EventChecker(self.path, self.sensor_size)(ev)

@@ -140,24 +140,10 @@ class PropheseeReader(EventReader):
 
         if arr is None:  # expelliarmus returns None when the file holds no event
             return np.empty(0, dtype=EVENT_DTYPE)
-        if _kernels.HAVE_NUMBA and len(arr):  # one fused convert + check pass
-            ev = np.empty(len(arr), dtype=EVENT_DTYPE)
-            w, h = int(self.sensor_size.width), int(self.sensor_size.height)
-            _, ok = _kernels.convert_checked(
-                arr["t"],
-                arr["x"],
-                arr["y"],
-                arr["p"],
-                w,
-                h,
-                np.iinfo(np.int64).min,
-                ev["x"],
-                ev["y"],
-                ev["t"],
-                ev["p"],
-            )
-            if ok:
-                return ev
+        w, h = self.sensor_size.width, self.sensor_size.height
+        ev = _kernels.to_events_checked(arr["t"], arr["x"], arr["y"], arr["p"], w, h)
+        if ev is not None:  # one fused convert + check pass
+            return ev
         return EventChecker(self.path, self.sensor_size)(_convert(arr))
 
 
