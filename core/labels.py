@@ -70,7 +70,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -78,6 +77,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.atomic import atomic_path, target_mode
 from core.errors import DvsAppError, LabelError, OutputExistsError
 from core.events import SensorSize, as_events, empty_events, time_slice
 from core.gestures import GESTURE_CLASSES
@@ -367,27 +367,8 @@ def format_labels_csv(segments: Sequence[Segment], *, newline: str = "\n") -> by
     return (newline.join(rows) + newline).encode("ascii")
 
 
-def _umask() -> int:
-    try:
-        with open("/proc/self/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0o022
-
-
-def _target_mode(path: Path) -> int:
-    """Permission bits for a rewritten file: those of the file it replaces, else ``0666 & ~umask``."""
-    try:
-        return path.stat().st_mode & 0o777
-    except OSError:
-        return 0o666 & ~_umask()
-
-
 def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically: temp file in the same folder, fsync, ``os.replace``.
+    """Write ``data`` to ``path`` atomically (:func:`core.atomic.atomic_path`), keeping its mode.
 
     A reader (or a crash at any instant) sees either the old file or the new one,
     never a partial file.
@@ -397,31 +378,10 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
     if not folder.is_dir():
         raise LabelError("folder does not exist", path=folder)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+        with atomic_path(path, mode=target_mode(path)) as tmp:
+            tmp.write_bytes(data)
     except OSError as exc:
-        raise LabelError(f"cannot write here: {exc.strerror or exc}", path=path) from None
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            if hasattr(os, "fchmod"):  # mkstemp makes 0600 files: keep the old mode, else the umask default
-                os.fchmod(fh.fileno(), _target_mode(path))
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except OSError as exc:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
         raise LabelError(f"cannot write: {exc.strerror or exc}", path=path) from None
-    try:  # make the rename itself durable
-        dfd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
     return path
 
 
@@ -1543,12 +1503,9 @@ def export_dataset(
     assert names is not None
     splits = assign_splits(paths, test_fraction=test_fraction, test_patterns=test_patterns, seed=seed)
 
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
     n_groups = n_train = n_test = n_events = 0
     first_size: SensorSize | None = None
-    try:
+    with atomic_path(out) as tmp:
         with h5py.File(tmp, "w") as fh:
             fh.attrs["format"] = DATASET_FORMAT
             fh.attrs["version"] = 1
@@ -1581,12 +1538,6 @@ def export_dataset(
                         n_train += 1
             fh.attrs["sensor_size"] = np.asarray(first_size or (0, 0, 2), dtype=np.int64)
             fh.flush()
-        with open(tmp, "rb+") as fh2:
-            os.fsync(fh2.fileno())
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return ExportSummary(
         out,
         n_groups,

@@ -33,6 +33,7 @@ from app.gui.render import (
     taps_to_numpy,
     token_grid_shape,
 )
+from core.atomic import atomic_path
 from core.errors import ConfigError, EventFileError, OutputExistsError
 from core.events import Packet, SensorSize
 
@@ -269,54 +270,57 @@ def export_video(
     frame_dt_us = max(1, int(round(options.speed * 1e6 / options.fps)))
     composer = FrameComposer(options.size_wh, class_names)
     buffer = PixelBuffer.empty(sensor)
-    tmp_path = out_path.with_name(out_path.stem + ".part" + out_path.suffix)
-    writer = cv2.VideoWriter(str(tmp_path), cv2.VideoWriter_fourcc(*"mp4v"), options.fps, options.size_wh)
-    if not writer.isOpened():
-        raise OutputExistsError("OpenCV cannot write an mp4v video here", path=out_path)
-    pred_segs: list[tuple[int, int, int]] = []
-    latest = None
-    n_frames = n_windows = 0
-    rows: dict[str, list[tuple[int, int, int]]] = {"prediction": pred_segs}
-    if truth:
-        rows["truth"] = truth
-    try:
-        for packet in reader.packets(dt_us=frame_dt_us):
-            if packet.until_us > t_end + frame_dt_us:
-                break
-            buffer.write(packet.events)
-            ev = adapter(packet.events) if adapter is not None else packet.events
-            for window in binner.push(Packet(ev, packet.until_us)):
-                prediction = classifier.step(window)
-                latest = _Shown(window, prediction)
-                n_windows += 1
-                cid = int(prediction.class_id)
-                if pred_segs and pred_segs[-1][0] == cid and pred_segs[-1][2] == window.t_start_us:
-                    pred_segs[-1] = (cid, pred_segs[-1][1], int(window.t_end_us))
-                else:
-                    pred_segs.append((cid, int(window.t_start_us), int(window.t_end_us)))
-            events_rgb = render_events_rgb(
-                buffer.last_t_us, buffer.last_p, packet.until_us, mode=options.decay, tau_us=options.tau_us
-            )
-            draw_rect_outline(events_rgb, rect)
-            frame = composer.compose(
-                events_rgb,
-                result=latest,
-                token_hw=tuple(cfg.token_hw),
-                rows=rows,
-                t_range_us=(t_start, t_end),
-                cursor_us=packet.until_us,
-                title=f"{Path(recording).name}  {sensor}  {cfg.attention} attention",
-            )
-            writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-            n_frames += 1
-            if progress is not None:
-                progress(min(1.0, (packet.until_us - t_start) / max(1, t_end - t_start)))
-    finally:
-        writer.release()
-    if n_frames == 0:
-        tmp_path.unlink(missing_ok=True)
-        raise EventFileError("nothing to export: the recording is empty", path=recording)
-    os.replace(tmp_path, out_path)
+    # the video is written beside OUT and renamed into place once complete (removed on any error)
+    with atomic_path(out_path, suffix=out_path.suffix) as tmp_path:
+        writer = cv2.VideoWriter(str(tmp_path), cv2.VideoWriter_fourcc(*"mp4v"), options.fps, options.size_wh)
+        if not writer.isOpened():
+            raise OutputExistsError("OpenCV cannot write an mp4v video here", path=out_path)
+        pred_segs: list[tuple[int, int, int]] = []
+        latest = None
+        n_frames = n_windows = 0
+        rows: dict[str, list[tuple[int, int, int]]] = {"prediction": pred_segs}
+        if truth:
+            rows["truth"] = truth
+        try:
+            for packet in reader.packets(dt_us=frame_dt_us):
+                if packet.until_us > t_end + frame_dt_us:
+                    break
+                buffer.write(packet.events)
+                ev = adapter(packet.events) if adapter is not None else packet.events
+                for window in binner.push(Packet(ev, packet.until_us)):
+                    prediction = classifier.step(window)
+                    latest = _Shown(window, prediction)
+                    n_windows += 1
+                    cid = int(prediction.class_id)
+                    if pred_segs and pred_segs[-1][0] == cid and pred_segs[-1][2] == window.t_start_us:
+                        pred_segs[-1] = (cid, pred_segs[-1][1], int(window.t_end_us))
+                    else:
+                        pred_segs.append((cid, int(window.t_start_us), int(window.t_end_us)))
+                events_rgb = render_events_rgb(
+                    buffer.last_t_us,
+                    buffer.last_p,
+                    packet.until_us,
+                    mode=options.decay,
+                    tau_us=options.tau_us,
+                )
+                draw_rect_outline(events_rgb, rect)
+                frame = composer.compose(
+                    events_rgb,
+                    result=latest,
+                    token_hw=tuple(cfg.token_hw),
+                    rows=rows,
+                    t_range_us=(t_start, t_end),
+                    cursor_us=packet.until_us,
+                    title=f"{Path(recording).name}  {sensor}  {cfg.attention} attention",
+                )
+                writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+                n_frames += 1
+                if progress is not None:
+                    progress(min(1.0, (packet.until_us - t_start) / max(1, t_end - t_start)))
+        finally:
+            writer.release()
+        if n_frames == 0:
+            raise EventFileError("nothing to export: the recording is empty", path=recording)
     return ExportSummary(out_path, n_frames, n_windows, n_frames / options.fps)
 
 

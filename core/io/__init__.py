@@ -38,6 +38,7 @@ from typing import Protocol
 
 import numpy as np
 
+from core.atomic import commit
 from core.errors import EventDataError, OutputExistsError, UnsupportedFormat
 from core.events import EVENT_DTYPE, SensorSize, as_events
 from core.io.aedat4 import Aedat4Reader, Aedat4Writer
@@ -170,7 +171,7 @@ class EventWriter:
         if self.path.exists() and not self._force:
             self._tmp.unlink(missing_ok=True)
             raise OutputExistsError("appeared while writing; use --force to overwrite", path=self.path)
-        os.replace(self._tmp, self.path)
+        commit(self._tmp, self.path)
 
     def abort(self) -> None:
         """Drop the partial output."""

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from core.atomic import atomic_path
 from core.errors import CheckpointError, ConfigError
 from core.model.config import ModelConfig
 from core.model.network import SpikingTransformer, build_model
@@ -67,16 +67,11 @@ def save_checkpoint(
         raise CheckpointError(f"metadata is not JSON-serialisable: {exc}", path=path) from None
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
     try:
-        save_file(tensors, tmp, metadata=header)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            save_file(tensors, str(tmp), metadata=header)
     except OSError as exc:
         raise CheckpointError(f"cannot write checkpoint: {exc.strerror or exc}", path=path) from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 

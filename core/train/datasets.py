@@ -34,6 +34,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from core.atomic import atomic_path
 from core.errors import ConfigError, EventFileError, LabelError
 from core.events import SensorSize, as_events, empty_events
 from core.gestures import GESTURE_CLASSES, mirrored_class
@@ -524,8 +525,7 @@ def save_frames_h5(
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with h5py.File(tmp, "w") as fh:
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as fh:
         fh.attrs["format"] = "dvsapp-frame-cache"
         fh.attrs["attrs"] = json.dumps(attrs or {})
         for i, r in enumerate(recordings):
@@ -536,7 +536,6 @@ def save_frames_h5(
             g.attrs["name"] = r.name
             g.attrs["t0_us"] = r.t0_us
             g.attrs["step_us"] = r.step_us
-    os.replace(tmp, path)
 
 
 def load_frames_h5(path: str | os.PathLike) -> tuple[list[FrameRecording], dict]:

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.atomic import atomic_path, target_mode
 from core.errors import ConfigError
 from core.train.datasets import FrameRecording
 
@@ -89,7 +90,11 @@ class EvalReport:
     def save_json(self, path: str | os.PathLike) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+        try:
+            with atomic_path(path, mode=target_mode(path)) as tmp:
+                tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"could not write the report: {exc.strerror or exc}", path=path) from None
         return path
 
 
@@ -327,8 +332,12 @@ def save_confusion_png(report: EvalReport, path: str | os.PathLike, *, cell_px: 
         )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(path), img):
-        raise ConfigError("could not write the PNG (unknown extension or unwritable folder)", path=path)
+    try:
+        with atomic_path(path, suffix=path.suffix, mode=target_mode(path)) as tmp:
+            if not cv2.imwrite(str(tmp), img):
+                raise ConfigError("could not write the PNG (unknown extension)", path=path)
+    except OSError as exc:
+        raise ConfigError(f"could not write the PNG: {exc.strerror or exc}", path=path) from None
     return path
 
 
