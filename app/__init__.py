@@ -1,1 +1,1 @@
-"""What a person touches: the command line (``app.cli``) and the Qt GUI (``app.gui``)."""
+"""What a person touches: the command line (``dvsapp.app.cli``) and the Qt GUI (``dvsapp.app.gui``)."""

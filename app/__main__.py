@@ -1,3 +1,3 @@
-from app.cli import main
+from dvsapp.app.cli import main
 
 main()

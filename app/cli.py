@@ -1,6 +1,6 @@
 """The ``dvsapp`` command line (typer).
 
-Every command body is one call into ``core``; errors from ``core.errors`` become
+Every command body is one call into ``core``; errors from ``dvsapp.core.errors`` become
 one line on stderr and exit status 2, never a traceback.
 """
 
@@ -11,8 +11,8 @@ import sys
 
 import typer
 
-from app.commands import COMMAND_MODULES
-from core.errors import DvsAppError
+from dvsapp.app.commands import COMMAND_MODULES
+from dvsapp.core.errors import DvsAppError
 
 app = typer.Typer(
     name="dvsapp",

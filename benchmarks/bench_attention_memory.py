@@ -22,8 +22,8 @@ import weakref
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from core.model import ATTENTIONS, build_model, preset
-from core.model.layers import LIFLayer, Run
+from dvsapp.core.model import ATTENTIONS, build_model, preset
+from dvsapp.core.model.layers import LIFLayer, Run
 
 
 class PeakTensorMemory(TorchDispatchMode):

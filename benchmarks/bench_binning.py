@@ -34,9 +34,9 @@ import numpy as np  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from core.binning import StreamBinner, to_frames, to_frames_torch  # noqa: E402
-from core.events import Packet, SensorSize, make_events, random_events  # noqa: E402
-from core.filters import Denoise, HotPixel, Refractory, SpatialAdapter  # noqa: E402
+from dvsapp.core.binning import StreamBinner, to_frames, to_frames_torch  # noqa: E402
+from dvsapp.core.events import Packet, SensorSize, make_events, random_events  # noqa: E402
+from dvsapp.core.filters import Denoise, HotPixel, Refractory, SpatialAdapter  # noqa: E402
 
 #: the clock of :func:`best_time`: ``time.thread_time`` (CPU time of this one thread,
 #: robust to other processes sharing the cores) or ``time.perf_counter`` (wall); set by ``--clock``

@@ -8,7 +8,7 @@ Usage::
 The input is generated streaming (uniform random events, 1 M at a time, never
 the whole file in memory) into a temporary folder: first as HDF5, then each
 further input format needed by ``--pairs`` is made from it with ``dvsapp
-convert`` too.  Every conversion runs ``python -m app convert IN OUT --quiet``
+convert`` too.  Every conversion runs ``python -m dvsapp.app convert IN OUT --quiet``
 in a fresh child process; its peak resident set size is the kernel's
 ``ru_maxrss`` of that one child (``os.wait4``).  The output's event count is
 checked against the input's.
@@ -29,8 +29,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from core.events import SensorSize, random_events  # noqa: E402
-from core.io import open_events, open_writer  # noqa: E402
+from dvsapp.core.events import SensorSize, random_events  # noqa: E402
+from dvsapp.core.io import open_events, open_writer  # noqa: E402
 
 GOAL_BYTES = 1 << 30
 
@@ -48,7 +48,7 @@ def convert_child(src: Path, dst: Path) -> tuple[float, int, int]:
     t0 = time.perf_counter()
     with tempfile.TemporaryFile("w+") as err:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "app", "convert", str(src), str(dst), "--quiet", "--force"],
+            [sys.executable, "-m", "dvsapp.app", "convert", str(src), str(dst), "--quiet", "--force"],
             cwd=REPO,
             stdout=subprocess.DEVNULL,
             stderr=err,

@@ -32,8 +32,8 @@ import time  # noqa: E402
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from core.emulator import DvsEmulator  # noqa: E402
-from core.synth import GestureStream, render_gesture  # noqa: E402
+from dvsapp.core.emulator import DvsEmulator  # noqa: E402
+from dvsapp.core.synth import GestureStream, render_gesture  # noqa: E402
 
 
 def moving_scene(width: int, height: int, n_frames: int, seed: int = 0) -> list[np.ndarray]:

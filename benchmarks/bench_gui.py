@@ -32,15 +32,15 @@ import numpy as np  # noqa: E402
 
 
 def _app():
-    from app.gui.app import application
+    from dvsapp.app.gui.app import application
 
     return application()
 
 
 def bench_view(rates: list[float], sensors: list[str], frames: int = 120) -> list[tuple[str, float, float]]:
     """ms per redraw of the EventView (write the slice's events + decay + upload)."""
-    from app.gui.event_view import EventView
-    from core.events import SensorSize, random_events
+    from dvsapp.app.gui.event_view import EventView
+    from dvsapp.core.events import SensorSize, random_events
 
     _app()
     rows = []
@@ -66,9 +66,9 @@ def bench_view(rates: list[float], sensors: list[str], frames: int = 120) -> lis
 
 def bench_full(rate: float, seconds: float, sensor_text: str, model: str | None) -> dict:
     """Redraws per second of the main window while replaying ``rate`` events/s in real time."""
-    from app.gui.main_window import MainWindow
-    from core.events import SensorSize, random_events
-    from core.io import write_events
+    from dvsapp.app.gui.main_window import MainWindow
+    from dvsapp.core.events import SensorSize, random_events
+    from dvsapp.core.io import write_events
 
     app = _app()
     sensor = SensorSize.parse(sensor_text)
@@ -78,7 +78,7 @@ def bench_full(rate: float, seconds: float, sensor_text: str, model: str | None)
     path = tmp / "stream.npz"
     write_events(path, random_events(n, sensor, duration_us=duration_us, seed=0), sensor)
     if model is None:
-        from core.model import PRESETS, SpikingTransformer, bundled_checkpoint, save_checkpoint
+        from dvsapp.core.model import PRESETS, SpikingTransformer, bundled_checkpoint, save_checkpoint
 
         if Path(bundled_checkpoint()).is_file():
             model = str(bundled_checkpoint())
@@ -86,8 +86,8 @@ def bench_full(rate: float, seconds: float, sensor_text: str, model: str | None)
             model = str(tmp / "tiny.safetensors")
             save_checkpoint(model, SpikingTransformer(PRESETS["tiny"]), metadata={})
     os.environ["DVSAPP_SETTINGS"] = str(tmp / "settings.ini")
-    import core.classify  # noqa: F401  (import torch before the clock starts)
-    import core.pipeline  # noqa: F401
+    import dvsapp.core.classify  # noqa: F401  (import torch before the clock starts)
+    import dvsapp.core.pipeline  # noqa: F401
 
     win = MainWindow()
     win.resize(1500, 950)

@@ -12,7 +12,7 @@ and report the median wall time per timestep and the real-time factor
     python benchmarks/bench_model.py --energy-only --checkpoint core/model/pretrained/tiny_synth.safetensors \
         --recording recordings/gestures.aedat4     # every window of the bundled recording
 
-Energy is estimated on a synthetic gesture window (``core.synth``) at the model's
+Energy is estimated on a synthetic gesture window (``dvsapp.core.synth``) at the model's
 input size.  An untrained model runs with batch-statistics BN (train mode) so its
 neurons fire at realistic rates; a checkpoint runs in eval mode.
 
@@ -28,7 +28,7 @@ import time
 
 import torch
 
-from core.model import ATTENTIONS, build_model, estimate_energy, preset
+from dvsapp.core.model import ATTENTIONS, build_model, estimate_energy, preset
 
 
 def sparse_frames(cfg, batch: int = 1, density: float = 0.05, seed: int = 0) -> torch.Tensor:
@@ -39,9 +39,9 @@ def sparse_frames(cfg, batch: int = 1, density: float = 0.05, seed: int = 0) -> 
 
 def gesture_frames(cfg, class_id: int = 1, seed: int = 0) -> torch.Tensor:
     """One window ``[T, 1, P, H, W]`` of a synthetic gesture rendered at the model's input size."""
-    from core.binning import to_frames
-    from core.events import SensorSize
-    from core.synth import render_gesture
+    from dvsapp.core.binning import to_frames
+    from dvsapp.core.events import SensorSize
+    from dvsapp.core.synth import render_gesture
 
     h, w = cfg.input_hw
     start = 300_000
@@ -59,14 +59,14 @@ def gesture_frames(cfg, class_id: int = 1, seed: int = 0) -> torch.Tensor:
 def recording_windows(cfg, path: str) -> list[torch.Tensor]:
     """The windows ``[T, 1, P, H, W]`` of a recording as the live pipeline feeds them to the model.
 
-    Events fitted to the model input by :class:`core.filters.SpatialAdapter` (crop,
-    the pipeline's default), binned into counts by :func:`core.binning.bin_windows`
+    Events fitted to the model input by :class:`dvsapp.core.filters.SpatialAdapter` (crop,
+    the pipeline's default), binned into counts by :func:`dvsapp.core.binning.bin_windows`
     (the offline twin of ``StreamBinner``); windows without events are left out.
     """
-    from core.binning import bin_windows
-    from core.events import SensorSize
-    from core.filters import SpatialAdapter
-    from core.io import open_events
+    from dvsapp.core.binning import bin_windows
+    from dvsapp.core.events import SensorSize
+    from dvsapp.core.filters import SpatialAdapter
+    from dvsapp.core.io import open_events
 
     reader = open_events(path)
     h, w = cfg.input_hw
@@ -78,7 +78,7 @@ def recording_windows(cfg, path: str) -> list[torch.Tensor]:
 
 def recording_energy(args) -> None:
     """Energy per window of a checkpoint over every window of a recording (each window from rest)."""
-    from core.model import load_checkpoint
+    from dvsapp.core.model import load_checkpoint
 
     model, _ = load_checkpoint(args.checkpoint)
     model.eval()
@@ -108,7 +108,7 @@ def recording_energy(args) -> None:
 
 
 def energy_table(args) -> None:
-    from core.model import load_checkpoint
+    from dvsapp.core.model import load_checkpoint
 
     print(
         "| model | attention | mean firing rate | SOPs / window | energy / window (uJ) | ANN energy (uJ) "

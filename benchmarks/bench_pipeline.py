@@ -39,9 +39,9 @@ def rss_mb() -> float:
 
 
 def bench_replay(path: Path, repeats: int) -> list[dict]:
-    from core.classify import load_classifier
-    from core.pipeline import Pipeline, StatsSink, run_pipeline
-    from core.sources import open_source
+    from dvsapp.core.classify import load_classifier
+    from dvsapp.core.pipeline import Pipeline, StatsSink, run_pipeline
+    from dvsapp.core.sources import open_source
 
     rows = []
     for _ in range(repeats):
@@ -67,7 +67,7 @@ def bench_replay(path: Path, repeats: int) -> list[dict]:
 
 
 def src_first(path: Path) -> int:
-    from core.io import open_events
+    from dvsapp.core.io import open_events
 
     reader = open_events(path)
     for chunk in reader.iter_chunks():
@@ -77,10 +77,10 @@ def src_first(path: Path) -> int:
 
 
 def bench_live(rate: float, seconds: float) -> dict:
-    from core.classify import load_classifier
-    from core.events import SensorSize, random_events
-    from core.pipeline import Pipeline, StatsSink, run_pipeline
-    from core.sources import ArraySource
+    from dvsapp.core.classify import load_classifier
+    from dvsapp.core.events import SensorSize, random_events
+    from dvsapp.core.pipeline import Pipeline, StatsSink, run_pipeline
+    from dvsapp.core.sources import ArraySource
 
     clf = load_classifier(None)
     size = SensorSize(128, 128)
@@ -104,10 +104,10 @@ def bench_live(rate: float, seconds: float) -> dict:
 
 def bench_overload(factor: float, seconds: float) -> dict:
     """A live source at ``factor`` x what a stand-in model (sleeping per window) handles."""
-    from core.classify import Prediction
-    from core.events import SensorSize, random_events
-    from core.pipeline import CallbackSink, Pipeline, run_pipeline
-    from core.sources import ArraySource
+    from dvsapp.core.classify import Prediction
+    from dvsapp.core.events import SensorSize, random_events
+    from dvsapp.core.pipeline import CallbackSink, Pipeline, run_pipeline
+    from dvsapp.core.sources import ArraySource
 
     size = SensorSize(64, 64)
     step_us, steps = 10_000, 8

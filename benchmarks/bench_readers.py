@@ -43,8 +43,8 @@ import numpy as np  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from core.events import SensorSize, random_events  # noqa: E402
-from core.io import open_events, write_events  # noqa: E402
+from dvsapp.core.events import SensorSize, random_events  # noqa: E402
+from dvsapp.core.io import open_events, write_events  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "data"
 

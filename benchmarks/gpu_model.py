@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from core.model import build_model, preset
+from dvsapp.core.model import build_model, preset
 
 
 def sync(device: str) -> None:

@@ -76,9 +76,9 @@ class _Headless:
     """The pipeline in a thread of its own, with a statistics sink."""
 
     def __init__(self, path: str, speed: float, policy: str) -> None:
-        from core.classify import load_classifier
-        from core.pipeline import Pipeline, StatsSink, run_pipeline
-        from core.sources.file import FileSource
+        from dvsapp.core.classify import load_classifier
+        from dvsapp.core.pipeline import Pipeline, StatsSink, run_pipeline
+        from dvsapp.core.sources.file import FileSource
 
         classifier = load_classifier(None)
         self.source = FileSource(path, speed=speed, loop=True)
@@ -116,8 +116,8 @@ class _Gui:
     """The main window offscreen, replaying the file in a loop."""
 
     def __init__(self, path: str, speed: float, policy: str) -> None:
-        from app.gui.app import application
-        from app.gui.main_window import MainWindow
+        from dvsapp.app.gui.app import application
+        from dvsapp.app.gui.main_window import MainWindow
 
         os.environ["DVSAPP_SETTINGS"] = str(Path(tempfile.mkdtemp(prefix="soak_")) / "settings.ini")
         self.app = application()
@@ -292,8 +292,8 @@ def main() -> None:
     parser.add_argument("--png", default=None, help="write the curve here (e.g. docs/soak.png)")
     args = parser.parse_args()
 
-    import core.classify  # noqa: F401  (torch imported before the clock starts)
-    import core.pipeline  # noqa: F401
+    import dvsapp.core.classify  # noqa: F401  (torch imported before the clock starts)
+    import dvsapp.core.pipeline  # noqa: F401
 
     first_speed = 1.0 if args.calm_s > 0 else args.speed
     # replay a private copy: a recording rewritten in place mid-soak would (correctly) end the run

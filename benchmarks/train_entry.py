@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import typer  # noqa: E402
 
-from app.commands import train_cmds  # noqa: E402
+from dvsapp.app.commands import train_cmds  # noqa: E402
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
 train_cmds.register(app)

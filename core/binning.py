@@ -28,9 +28,9 @@ Differences from tonic, on purpose
   counted; ``n_event_bins`` uses ``len // T`` events per bin, dropping the rest.
   The streaming binner has no such loss.
 
-Inputs are event arrays of :data:`core.events.EVENT_DTYPE` sorted by ``t`` (see
-:func:`core.events.validate`); coordinates outside the sensor raise
-:class:`~core.errors.EventDataError`.  Inputs are never modified.
+Inputs are event arrays of :data:`dvsapp.core.events.EVENT_DTYPE` sorted by ``t`` (see
+:func:`dvsapp.core.events.validate`); coordinates outside the sensor raise
+:class:`~dvsapp.core.errors.EventDataError`.  Inputs are never modified.
 
 Streaming contract (:class:`StreamBinner`)
 -------------------------------------------
@@ -66,8 +66,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from core.errors import ConfigError, EventDataError
-from core.events import EVENT_DTYPE, Packet, SensorSize, Window, as_events
+from dvsapp.core.errors import ConfigError, EventDataError
+from dvsapp.core.events import EVENT_DTYPE, Packet, SensorSize, Window, as_events
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -611,7 +611,7 @@ def bin_windows(
 
 
 class StreamBinner:
-    """Cut a live stream of :class:`~core.events.Packet` into :class:`~core.events.Window` s.
+    """Cut a live stream of :class:`~dvsapp.core.events.Packet` into :class:`~dvsapp.core.events.Window` s.
 
     Parameters
     ----------
@@ -692,7 +692,7 @@ class StreamBinner:
         """Add a packet; return the windows it completes (possibly none), oldest first.
 
         ``arrival_s`` is copied into the emitted windows' ``arrival_s``.  Raises
-        :class:`~core.errors.EventDataError` for events outside the sensor or out
+        :class:`~dvsapp.core.errors.EventDataError` for events outside the sensor or out
         of time order inside the packet.
         """
         ev = _events(packet.events)

@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from core.errors import CheckpointError, ConfigError
-from core.events import SensorSize, Window
+from dvsapp.core.errors import CheckpointError, ConfigError
+from dvsapp.core.events import SensorSize, Window
 
 __all__ = ["Prediction", "StreamingClassifier", "load_classifier"]
 
@@ -46,7 +46,7 @@ class Prediction:
     confidence : float
         Its probability.
     taps : object or None
-        The model's :class:`~core.model.TapRecorder` for this window when the
+        The model's :class:`~dvsapp.core.model.TapRecorder` for this window when the
         classifier records taps, else ``None``.
     latency_us : int
         Wall time from the arrival of the window's last event to this prediction
@@ -96,7 +96,7 @@ class StreamingClassifier:
     ----------
     model : torch.nn.Module
         ``model(frames [T, B, P, H, W], state, taps=None) -> (logits [T, B, C], state)``.
-        When it has a ``config`` (:class:`~core.model.ModelConfig`), the input size,
+        When it has a ``config`` (:class:`~dvsapp.core.model.ModelConfig`), the input size,
         ``step_us`` and timesteps per window are read from it.
     class_names : sequence of str, optional
         Default: ``model.config.class_names``.
@@ -106,7 +106,7 @@ class StreamingClassifier:
         Weight of the previous probabilities in an exponential moving average across
         windows, ``p <- smoothing * p_prev + (1 - smoothing) * p`` (0 = none).
     record_taps : bool
-        Attach a :class:`~core.model.TapRecorder` to every prediction (the GUI's
+        Attach a :class:`~dvsapp.core.model.TapRecorder` to every prediction (the GUI's
         attention view); costs a little time.
     input_size : SensorSize, optional
         The model's input ``(W, H, P)``; default from ``model.config.input_hw``.
@@ -213,7 +213,7 @@ class StreamingClassifier:
 
         taps = None
         if self.record_taps:
-            from core.model import TapRecorder
+            from dvsapp.core.model import TapRecorder
 
             taps = TapRecorder()
         start = time.monotonic()
@@ -253,7 +253,7 @@ def load_classifier(
     Parameters
     ----------
     checkpoint : path-like, optional
-        A ``.safetensors`` checkpoint written by :func:`core.model.save_checkpoint`;
+        A ``.safetensors`` checkpoint written by :func:`dvsapp.core.model.save_checkpoint`;
         ``None`` loads the bundled model (``core/model/pretrained/tiny_synth.safetensors``).
 
     Raises
@@ -261,7 +261,7 @@ def load_classifier(
     CheckpointError
         Missing, corrupt or mismatched checkpoint (also when the bundled model is absent).
     """
-    from core.model import bundled_checkpoint, load_checkpoint
+    from dvsapp.core.model import bundled_checkpoint, load_checkpoint
 
     if checkpoint is None:
         path = Path(bundled_checkpoint())

@@ -41,8 +41,8 @@ from pathlib import Path
 
 import numpy as np
 
-from core.errors import ConfigError, EventDataError, EventFileError, UnsupportedFormat
-from core.events import EVENT_DTYPE, Packet, SensorSize, empty_events
+from dvsapp.core.errors import ConfigError, EventDataError, EventFileError, UnsupportedFormat
+from dvsapp.core.events import EVENT_DTYPE, Packet, SensorSize, empty_events
 
 __all__ = [
     "EmulatorConfig",
@@ -532,7 +532,7 @@ def simulate_video(
     (``total_frames`` is 0 when the container does not say).  Returns the
     number of events written.
     """
-    from core.io import open_writer  # the IO layer; imported late to keep this module light
+    from dvsapp.core.io import open_writer  # the IO layer; imported late to keep this module light
 
     w, h, n_frames, _ = video_info(video)
     sensor = SensorSize(int(size[0]), int(size[1])) if size is not None else SensorSize(w, h)

@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from core.errors import EventDataError
+from dvsapp.core.errors import EventDataError
 
 EVENT_DTYPE = np.dtype([("x", np.int16), ("y", np.int16), ("t", np.int64), ("p", bool)])
 """Tonic's ``events_struct`` layout (packed, 13 bytes per event)."""

@@ -9,7 +9,7 @@ Every filter is a frozen dataclass holding its settings, with
   the concatenation (the per-pixel memory is carried across packets).
 
 ``__call__`` is ``stream().push`` on the whole array, so the two can never drift.
-Inputs are :data:`core.events.EVENT_DTYPE` arrays sorted by ``t`` (µs).  All
+Inputs are :data:`dvsapp.core.events.EVENT_DTYPE` arrays sorted by ``t`` (µs).  All
 kernels are vectorised (sorting by pixel, ``np.searchsorted``), no Python loop
 per event.
 
@@ -44,8 +44,8 @@ from typing import Literal, Protocol
 
 import numpy as np
 
-from core.errors import ConfigError, EventDataError
-from core.events import EVENT_DTYPE, SensorSize, as_events
+from dvsapp.core.errors import ConfigError, EventDataError
+from dvsapp.core.events import EVENT_DTYPE, SensorSize, as_events
 
 __all__ = [
     "Compose",

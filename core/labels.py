@@ -77,10 +77,10 @@ from pathlib import Path
 
 import numpy as np
 
-from core.atomic import atomic_path, target_mode
-from core.errors import DvsAppError, LabelError, OutputExistsError
-from core.events import SensorSize, as_events, empty_events, time_slice
-from core.gestures import GESTURE_CLASSES
+from dvsapp.core.atomic import atomic_path, target_mode
+from dvsapp.core.errors import DvsAppError, LabelError, OutputExistsError
+from dvsapp.core.events import SensorSize, as_events, empty_events, time_slice
+from dvsapp.core.gestures import GESTURE_CLASSES
 
 CSV_HEADER = "class,startTime_usec,endTime_usec"
 PROJECT_FORMAT = "dvsapp-labels-project"
@@ -368,7 +368,7 @@ def format_labels_csv(segments: Sequence[Segment], *, newline: str = "\n") -> by
 
 
 def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (:func:`core.atomic.atomic_path`), keeping its mode.
+    """Write ``data`` to ``path`` atomically (:func:`dvsapp.core.atomic.atomic_path`), keeping its mode.
 
     A reader (or a crash at any instant) sees either the old file or the new one,
     never a partial file.
@@ -580,8 +580,8 @@ class Recording:
 
 
 def load_recording(path: PathLike) -> Recording:
-    """Read a whole recording with ``core.io.open_events`` (any format it knows)."""
-    from core.io import open_events
+    """Read a whole recording with ``dvsapp.core.io.open_events`` (any format it knows)."""
+    from dvsapp.core.io import open_events
 
     reader = open_events(path)
     events = as_events(reader.read_all())
@@ -590,7 +590,7 @@ def load_recording(path: PathLike) -> Recording:
 
 def scan_time_range(path: PathLike) -> tuple[int, int] | None:
     """``(first t, last t + 1)`` of a recording read packet by packet (bounded memory)."""
-    from core.io import open_events
+    from dvsapp.core.io import open_events
 
     reader = open_events(path)
     first = last = None
@@ -712,7 +712,7 @@ def predict_segments(
     ----------
     events : the recording's events (sorted).
     sensor_size : their geometry (adapted to the classifier's ``input_size``).
-    classifier : a :class:`core.classify.StreamingClassifier` (``input_size``, ``step_us``,
+    classifier : a :class:`dvsapp.core.classify.StreamingClassifier` (``input_size``, ``step_us``,
         ``steps_per_window``, ``step(window)``); it is reset first.
     time_range_us : ``(t0, t1)``; default the events' range.  Windows are
         ``[t0 + k * window_us, t0 + (k + 1) * window_us)``; only complete windows run.
@@ -723,8 +723,8 @@ def predict_segments(
     -------
     Segments of the predicted class (0-based), one per run of windows with the same class.
     """
-    from core.events import Window
-    from core.train.preprocess import Preprocess
+    from dvsapp.core.events import Window
+    from dvsapp.core.train.preprocess import Preprocess
 
     if time_range_us is None:
         if len(events) == 0:

@@ -58,10 +58,10 @@ from typing import IO, Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from core.classify import Prediction, StreamingClassifier
-from core.errors import ConfigError, DvsAppError, OutputExistsError
-from core.events import Packet, SensorSize, Window
-from core.sources.base import Source
+from dvsapp.core.classify import Prediction, StreamingClassifier
+from dvsapp.core.errors import ConfigError, DvsAppError, OutputExistsError
+from dvsapp.core.events import Packet, SensorSize, Window
+from dvsapp.core.sources.base import Source
 
 __all__ = [
     "CallbackSink",
@@ -219,7 +219,7 @@ def segments_truth(segments: Sequence) -> Callable[[int], int | None]:
     """``truth(t_us)``: the ``class_id`` of the segment containing ``t_us`` (``None`` outside all).
 
     ``segments`` are objects with ``class_id``, ``start_us``, ``end_us`` (half-open),
-    e.g. :class:`core.labels.Segment`.
+    e.g. :class:`dvsapp.core.labels.Segment`.
     """
     ordered = sorted(segments, key=lambda s: (s.start_us, s.end_us))
     starts = [s.start_us for s in ordered]
@@ -492,13 +492,13 @@ class Pipeline:
     Parameters
     ----------
     source : Source
-        Any :class:`~core.sources.Source`; ``source.live`` picks the backpressure policy.
+        Any :class:`~dvsapp.core.sources.Source`; ``source.live`` picks the backpressure policy.
     classifier : StreamingClassifier
         Gives the model input size, ``step_us`` and timesteps per window.
     filters : sequence
         Event filters applied in order (objects with ``stream()`` as in
-        :mod:`core.filters`, or plain ``events -> events`` callables).  A
-        :class:`core.filters.SpatialAdapter` from the source size to the model
+        :mod:`dvsapp.core.filters`, or plain ``events -> events`` callables).  A
+        :class:`dvsapp.core.filters.SpatialAdapter` from the source size to the model
         input is appended when the sizes differ.
     sinks : sequence of Sink
     spatial_mode : {"crop", "pad"}
@@ -552,7 +552,7 @@ class Pipeline:
         in_size = SensorSize(*source.sensor_size)
         model_size = SensorSize(*classifier.input_size)
         if (in_size.width, in_size.height) != (model_size.width, model_size.height):
-            from core.filters import SpatialAdapter
+            from dvsapp.core.filters import SpatialAdapter
 
             self.filters.append(SpatialAdapter(in_size, model_size, mode=spatial_mode))
         self.input_size = model_size
@@ -667,7 +667,7 @@ class Pipeline:
 
     # ---------------------------------------------------------------- stages
     def _make_binner(self):
-        from core.binning import StreamBinner
+        from dvsapp.core.binning import StreamBinner
 
         return StreamBinner(
             self.input_size,
@@ -901,7 +901,7 @@ def record_source(
     ------
     OutputExistsError, EventFileError, SourceError
     """
-    from core.io import open_writer
+    from dvsapp.core.io import open_writer
 
     out = Path(path)
     if seconds is not None and (not math.isfinite(seconds) or seconds <= 0):
@@ -909,7 +909,7 @@ def record_source(
     if out.exists() and not force:
         raise OutputExistsError("exists; pass --force to overwrite", path=out)
     if not isinstance(source, Source):
-        from core.sources import open_source
+        from dvsapp.core.sources import open_source
 
         source = open_source(source)
     stop = threading.Event()
@@ -981,7 +981,7 @@ def _ground_truth(source: Source) -> tuple[Callable[[int], int | None] | None, s
     """Ground truth for a source: labels beside a file, or the synthetic scene's own."""
     path = getattr(source, "path", None)
     if path is not None:
-        from core.labels import find_labels, labels_path_for
+        from dvsapp.core.labels import find_labels, labels_path_for
 
         segments = find_labels(path)
         if segments:
@@ -1040,8 +1040,8 @@ def classify_source(
         A source error mid-stream is raised after the predictions made before it
         reached every sink (and the CSV).
     """
-    from core.classify import load_classifier
-    from core.sources import open_live_source, open_source
+    from dvsapp.core.classify import load_classifier
+    from dvsapp.core.sources import open_live_source, open_source
 
     if out_csv is not None and Path(out_csv).exists() and not force:
         raise OutputExistsError("exists; pass --force to overwrite", path=out_csv)
@@ -1060,7 +1060,7 @@ def classify_source(
     elif isinstance(source, Source):
         src = source
     else:
-        from core.sources import parse_uri
+        from dvsapp.core.sources import parse_uri
 
         extra = {"speed": speed} if speed is not None and parse_uri(source).scheme == "file" else {}
         src = open_source(source, **extra)

@@ -1,10 +1,10 @@
 """Synthetic DVS Gesture scenes: an articulated figure rendered through the DVS emulator.
 
-The 11 DVS128 Gesture classes (:data:`core.gestures.GESTURE_CLASSES`) are
+The 11 DVS128 Gesture classes (:data:`dvsapp.core.gestures.GESTURE_CLASSES`) are
 performed by a simple figure (torso, neck, head, two arms of upper arm +
 forearm + hand) seen from the front, drawn with OpenCV (anti-aliased, sub-pixel)
 into 8-bit frames every ``frame_step_us`` (2 ms by default) and turned into
-events by :class:`core.emulator.DvsEmulator`, which interpolates event times
+events by :class:`dvsapp.core.emulator.DvsEmulator`, which interpolates event times
 between frames.
 
 Conventions
@@ -14,7 +14,7 @@ Conventions
 - "Clockwise" is seen from the subject's point of view (the instruction given
   to a person), which is counter-clockwise in the image.  A horizontally
   flipped ``right_arm_clockwise`` is therefore ``left_arm_counter_clockwise``,
-  matching :func:`core.gestures.mirrored_class`.
+  matching :func:`dvsapp.core.gestures.mirrored_class`.
 - Arm poses are computed in "outward" coordinates per arm: origin at the
   shoulder, ``+x`` away from the body, ``+y`` down (pixels), so one motion
   function serves both arms and mirror classes share their code.
@@ -46,11 +46,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from core.emulator import DvsEmulator, EmulatorConfig
-from core.errors import ConfigError
-from core.events import SensorSize, concat, empty_events
-from core.gestures import GESTURE_CLASSES
-from core.labels import Segment
+from dvsapp.core.emulator import DvsEmulator, EmulatorConfig
+from dvsapp.core.errors import ConfigError
+from dvsapp.core.events import SensorSize, concat, empty_events
+from dvsapp.core.gestures import GESTURE_CLASSES
+from dvsapp.core.labels import Segment
 
 __all__ = [
     "Figure",
@@ -799,7 +799,7 @@ def render_gesture(
     Parameters
     ----------
     class_id : int
-        Index into :data:`core.gestures.GESTURE_CLASSES`.
+        Index into :data:`dvsapp.core.gestures.GESTURE_CLASSES`.
     seed : int
         Draws the scene, the performance style and the sensor noise.
     duration_us : int
@@ -1013,11 +1013,11 @@ def write_gesture_sequence(
 
     With ``labels`` the segments go to ``<stem>_labels.csv`` beside ``out``
     (DVS Gesture format) and, for HDF5 outputs, also into the file's
-    ``/labels`` (0-based rows, see :mod:`core.io.hdf5`).  Returns ``(n_events, segments)``.
+    ``/labels`` (0-based rows, see :mod:`dvsapp.core.io.hdf5`).  Returns ``(n_events, segments)``.
     """
-    from core.errors import OutputExistsError
-    from core.io import write_events
-    from core.labels import labels_path_for, write_labels_csv
+    from dvsapp.core.errors import OutputExistsError
+    from dvsapp.core.io import write_events
+    from dvsapp.core.labels import labels_path_for, write_labels_csv
 
     out = Path(out)
     sensor = SensorSize(int(sensor_size[0]), int(sensor_size[1]))

@@ -24,11 +24,11 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from core.events import SensorSize, time_slice  # noqa: E402
-from core.gestures import GESTURE_CLASSES  # noqa: E402
-from core.io import write_events  # noqa: E402
-from core.labels import write_labels_csv  # noqa: E402
-from core.synth import make_sequence  # noqa: E402
+from dvsapp.core.events import SensorSize, time_slice  # noqa: E402
+from dvsapp.core.gestures import GESTURE_CLASSES  # noqa: E402
+from dvsapp.core.io import write_events  # noqa: E402
+from dvsapp.core.labels import write_labels_csv  # noqa: E402
+from dvsapp.core.synth import make_sequence  # noqa: E402
 
 SEED = 2024
 SENSOR = SensorSize(128, 128)

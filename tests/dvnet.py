@@ -25,11 +25,11 @@ def free_port() -> int:
 
 
 def start_server(path: Path, port: int, *extra: str, wait_go: bool = False) -> subprocess.Popen:
-    """Start a writer serving ``path`` (``python -m core.sources.dv``); returns once it listens.
+    """Start a writer serving ``path`` (``python -m dvsapp.core.sources.dv``); returns once it listens.
 
     With ``wait_go`` it only binds after :func:`go`.
     """
-    args = [sys.executable, "-m", "core.sources.dv", str(path), str(port), *extra]
+    args = [sys.executable, "-m", "dvsapp.core.sources.dv", str(path), str(port), *extra]
     if wait_go:
         args.append("--go-on-stdin")
     proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stdin=subprocess.PIPE, text=True)
@@ -52,9 +52,9 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 def dvsapp_command() -> list[str]:
-    """The ``dvsapp`` console script of this interpreter's environment (or ``python -m app.cli``)."""
+    """The ``dvsapp`` console script of this interpreter's environment (or ``python -m dvsapp.app.cli``)."""
     script = Path(sys.executable).with_name("dvsapp")
-    return [str(script)] if script.is_file() else [sys.executable, "-m", "app.cli"]
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "dvsapp.app.cli"]
 
 
 class FaultProxy:

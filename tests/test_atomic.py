@@ -1,10 +1,10 @@
-"""core.atomic: outputs appear whole or not at all."""
+"""dvsapp.core.atomic: outputs appear whole or not at all."""
 
 from __future__ import annotations
 
 import pytest
 
-from core.atomic import atomic_path
+from dvsapp.core.atomic import atomic_path
 
 
 def test_block_success_replaces_the_file_and_leaves_no_temp(tmp_path):

@@ -1,4 +1,4 @@
-"""core.binning: identity with tonic's ToFrame, voxel grid, streaming binner."""
+"""dvsapp.core.binning: identity with tonic's ToFrame, voxel grid, streaming binner."""
 
 from __future__ import annotations
 
@@ -8,9 +8,16 @@ import tonic.transforms as tt
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.binning import FRAME_MODES, StreamBinner, bin_windows, to_frames, to_frames_torch, to_voxel_grid
-from core.errors import ConfigError, EventDataError
-from core.events import Packet, SensorSize, concat, make_events, random_events
+from dvsapp.core.binning import (
+    FRAME_MODES,
+    StreamBinner,
+    bin_windows,
+    to_frames,
+    to_frames_torch,
+    to_voxel_grid,
+)
+from dvsapp.core.errors import ConfigError, EventDataError
+from dvsapp.core.events import Packet, SensorSize, concat, make_events, random_events
 
 SIZE = SensorSize(34, 34, 2)
 

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from core.classify import Prediction, StreamingClassifier, load_classifier
-from core.errors import CheckpointError, ConfigError
-from core.events import Window
+from dvsapp.core.classify import Prediction, StreamingClassifier, load_classifier
+from dvsapp.core.errors import CheckpointError, ConfigError
+from dvsapp.core.events import Window
 
 
 def tiny_model(seed: int = 0):
-    from core.model import build_model, preset
+    from dvsapp.core.model import build_model, preset
 
     torch.manual_seed(seed)
     return build_model(preset("tiny")).eval()
@@ -122,7 +122,7 @@ def test_model_without_config_needs_sizes():
 
 
 def test_load_classifier_from_checkpoint(tmp_path, frames):
-    from core.model import save_checkpoint
+    from dvsapp.core.model import save_checkpoint
 
     model = tiny_model(3)
     path = save_checkpoint(tmp_path / "m.safetensors", model, metadata={"note": "test"})
@@ -142,9 +142,9 @@ def test_load_classifier_errors(tmp_path):
 
 
 def test_missing_bundled_model_is_a_clear_error(tmp_path, monkeypatch):
-    import core.model
+    import dvsapp.core.model
 
-    monkeypatch.setattr(core.model, "bundled_checkpoint", lambda: tmp_path / "absent.safetensors")
+    monkeypatch.setattr(dvsapp.core.model, "bundled_checkpoint", lambda: tmp_path / "absent.safetensors")
     with pytest.raises(CheckpointError, match="bundled"):
         load_classifier(None)
 
@@ -161,10 +161,10 @@ RECORDINGS = __import__("pathlib").Path(__file__).resolve().parents[1] / "record
 
 def test_bundled_model_on_bundled_recording_equals_offline():
     """File replay through the whole pipeline == offline binning of the whole file into the model, state kept."""
-    from core.binning import to_frames
-    from core.filters import SpatialAdapter
-    from core.io import open_events
-    from core.pipeline import ListSink, classify_source
+    from dvsapp.core.binning import to_frames
+    from dvsapp.core.filters import SpatialAdapter
+    from dvsapp.core.io import open_events
+    from dvsapp.core.pipeline import ListSink, classify_source
 
     path = RECORDINGS / "gestures.aedat4"
     sink = ListSink()
@@ -210,7 +210,7 @@ def corrupt_aedat4_payload(src, dst, at: float = 0.6) -> int:
     """
     import struct
 
-    from core.io.aedat4 import read_header
+    from dvsapp.core.io.aedat4 import read_header
 
     data = bytearray(src.read_bytes())
     pos = read_header(src, len(data)).data_start

@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _dvsapp(*args: str, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "app", *args],
+        [sys.executable, "-m", "dvsapp.app", *args],
         capture_output=True,
         text=True,
         cwd=REPO,

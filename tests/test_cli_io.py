@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from app.cli import app
-from core.events import SensorSize, random_events
-from core.io import open_events, write_events
+from dvsapp.app.cli import app
+from dvsapp.core.events import SensorSize, random_events
+from dvsapp.core.io import open_events, write_events
 from tests.test_io_errors import _bad_inputs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -140,7 +140,7 @@ def test_console_script_prints_no_traceback(tmp_path):
     bad = tmp_path / "corrupt.aedat4"
     bad.write_bytes(b"#!AER-DAT4.0\r\n" + b"\xff\xff\xff\x7f" + b"\x00" * 64)
     for command in ("info", "convert"):
-        args = [sys.executable, "-m", "app", command, str(bad)] + (
+        args = [sys.executable, "-m", "dvsapp.app", command, str(bad)] + (
             [str(tmp_path / "o.h5")] if command == "convert" else []
         )
         proc = subprocess.run(args, capture_output=True, text=True, cwd=REPO, timeout=120)

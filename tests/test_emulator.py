@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from core.emulator import DvsEmulator, EmulatorConfig, frame_to_intensity, lin_log, video_to_events
-from core.errors import ConfigError, EventDataError, EventFileError, UnsupportedFormat
-from core.events import EVENT_DTYPE, validate
+from dvsapp.core.emulator import DvsEmulator, EmulatorConfig, frame_to_intensity, lin_log, video_to_events
+from dvsapp.core.errors import ConfigError, EventDataError, EventFileError, UnsupportedFormat
+from dvsapp.core.events import EVENT_DTYPE, validate
 
 W, H = 16, 12
 BASE = 0.3

@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.labels import read_labels_csv
-from core.train.datasets import FrameRecording, Span
-from core.train.evaluate import format_report, score_recordings
+from dvsapp.core.labels import read_labels_csv
+from dvsapp.core.train.datasets import FrameRecording, Span
+from dvsapp.core.train.evaluate import format_report, score_recordings
 
 REPO = Path(__file__).resolve().parents[1]
 RECORDING = REPO / "recordings" / "gestures.aedat4"
@@ -29,7 +29,12 @@ LABELS = REPO / "recordings" / "gestures_labels.csv"
 def _dvsapp(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run(
-        [sys.executable, "-m", "app", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "dvsapp.app", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 

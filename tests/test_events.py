@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import tonic.transforms as T
 
-from core.errors import EventDataError
-from core.events import (
+from dvsapp.core.errors import EventDataError
+from dvsapp.core.events import (
     EVENT_DTYPE,
     Packet,
     SensorSize,

@@ -1,7 +1,7 @@
 """Live faults: a dv stream cut, stalled, corrupted or closed mid-packet; files that vanish or shrink
 while replaying; a camera unplugged.
 
-The dv tests use a real dv-processing ``NetworkWriter`` (``python -m core.sources.dv``)
+The dv tests use a real dv-processing ``NetworkWriter`` (``python -m dvsapp.core.sources.dv``)
 on 127.0.0.1 and a fault proxy in its own process (``tests/dvnet.py``) between it and
 the app.  Only those two listen; the app connects out.
 """
@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 from dvnet import ProxyProcess, free_port, start_server, stop
 
-from core.errors import EventFileError, SourceError
-from core.events import SensorSize, random_events
-from core.pipeline import CallbackSink, CsvSink, ListSink, Pipeline, run_pipeline
+from dvsapp.core.errors import EventFileError, SourceError
+from dvsapp.core.events import SensorSize, random_events
+from dvsapp.core.pipeline import CallbackSink, CsvSink, ListSink, Pipeline, run_pipeline
 
 REPO = Path(__file__).resolve().parents[1]
 GESTURES = REPO / "recordings" / "gestures.aedat4"
@@ -90,7 +90,7 @@ def check_stream(packets) -> None:
     ],
 )
 def test_dv_fault_is_reported_and_the_source_reconnects(served, fault, reason):
-    from core.sources import open_source
+    from dvsapp.core.sources import open_source
 
     _, proxy = served
     src = open_source(dv_uri(proxy, stall_s=1.0))
@@ -112,7 +112,7 @@ def test_dv_fault_is_reported_and_the_source_reconnects(served, fault, reason):
 
 
 def test_dv_reconnect_backs_off_while_the_server_refuses(served):
-    from core.sources import open_source
+    from dvsapp.core.sources import open_source
 
     _, proxy = served
     src = open_source(dv_uri(proxy, backoff_s=0.1, backoff_max_s=0.8))
@@ -135,7 +135,7 @@ def test_dv_reconnect_backs_off_while_the_server_refuses(served):
 
 def test_dv_connect_to_a_silent_server_times_out():
     """A server that accepts and never speaks: a one-line error after the timeout, no hang."""
-    from core.sources import open_source
+    from dvsapp.core.sources import open_source
 
     port = free_port()
     server = start_server(GESTURES, port, "--speed", "1", "--loop")
@@ -153,8 +153,8 @@ def test_dv_connect_to_a_silent_server_times_out():
 
 def test_pipeline_on_a_stalled_stream_still_stops_at_once(served):
     """The stream stalls for good (no stall timeout): stop() still ends the run; no thread, no child left."""
-    from core.classify import load_classifier
-    from core.sources import open_source
+    from dvsapp.core.classify import load_classifier
+    from dvsapp.core.sources import open_source
 
     _, proxy = served
     src = open_source(dv_uri(proxy, stall_s=0))
@@ -181,7 +181,7 @@ def test_pipeline_on_a_stalled_stream_still_stops_at_once(served):
 # ---------------------------------------------------------------- files
 def _short_recording(tmp_path: Path, seconds: float = 4.0) -> Path:
     """The first ``seconds`` of the bundled recording, as an AEDAT 4 file in ``tmp_path``."""
-    from core.io import open_events, open_writer
+    from dvsapp.core.io import open_events, open_writer
 
     reader = open_events(GESTURES)
     ev = reader.read_all()
@@ -194,8 +194,8 @@ def _short_recording(tmp_path: Path, seconds: float = 4.0) -> Path:
 
 
 def test_file_truncated_while_replaying_keeps_predictions(tmp_path):
-    from core.classify import load_classifier
-    from core.sources import open_source
+    from dvsapp.core.classify import load_classifier
+    from dvsapp.core.sources import open_source
 
     path = _short_recording(tmp_path, 4.0)
     src = open_source(f"file:{path}?speed=0")  # opened (and checked) while whole ...
@@ -215,8 +215,8 @@ def test_file_truncated_while_replaying_keeps_predictions(tmp_path):
 
 
 def test_file_deleted_while_replaying_keeps_predictions(tmp_path):
-    from core.classify import load_classifier
-    from core.sources import open_source
+    from dvsapp.core.classify import load_classifier
+    from dvsapp.core.sources import open_source
 
     path = _short_recording(tmp_path, 1.0)
     src = open_source(f"file:{path}?speed=0&loop=1")
@@ -287,8 +287,8 @@ class _UnpluggedCamera:
 
 @pytest.mark.parametrize("how", ["stops", "raises"])
 def test_camera_unplugged_gives_a_clear_message_and_keeps_predictions(tmp_path, how):
-    from core.pipeline import classify_source
-    from core.sources.camera import InivationSource
+    from dvsapp.core.pipeline import classify_source
+    from dvsapp.core.sources.camera import InivationSource
 
     src = InivationSource(camera=_UnpluggedCamera(60, how))
     assert src.live and src.description == "DVXplorer_fake"
@@ -306,7 +306,7 @@ def test_camera_unplugged_gives_a_clear_message_and_keeps_predictions(tmp_path, 
 
 def test_nothing_listens_while_classifying_a_dv_stream(served):
     """The app only connects out: no listening socket is opened by the source."""
-    from core.sources import open_source
+    from dvsapp.core.sources import open_source
 
     _, proxy = served
     src = open_source(dv_uri(proxy))

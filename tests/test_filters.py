@@ -1,4 +1,4 @@
-"""core.filters: equality with tonic where it has the filter, stream = whole array, purity."""
+"""dvsapp.core.filters: equality with tonic where it has the filter, stream = whole array, purity."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import tonic.transforms as tt
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.errors import ConfigError, EventDataError
-from core.events import SensorSize, make_events, random_events
-from core.filters import Compose, Crop, Denoise, Downsample, HotPixel, Refractory, SpatialAdapter
+from dvsapp.core.errors import ConfigError, EventDataError
+from dvsapp.core.events import SensorSize, make_events, random_events
+from dvsapp.core.filters import Compose, Crop, Denoise, Downsample, HotPixel, Refractory, SpatialAdapter
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from app.gui.render import (
+from dvsapp.app.gui.render import (
     BACKGROUND_RGB,
     NEVER_US,
     OFF_RGB,
@@ -18,7 +18,7 @@ from app.gui.render import (
     render_events_rgb,
     token_grid_shape,
 )
-from core.events import SensorSize, make_events, random_events
+from dvsapp.core.events import SensorSize, make_events, random_events
 
 
 def test_buffer_keeps_latest_event_per_pixel():

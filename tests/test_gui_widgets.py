@@ -9,9 +9,9 @@ pytest.importorskip("pytestqt")
 
 from PySide6 import QtCore  # noqa: E402
 
-from app.gui.event_view import EventView  # noqa: E402
-from app.gui.timeline import Timeline  # noqa: E402
-from core.events import SensorSize, make_events  # noqa: E402
+from dvsapp.app.gui.event_view import EventView  # noqa: E402
+from dvsapp.app.gui.timeline import Timeline  # noqa: E402
+from dvsapp.core.events import SensorSize, make_events  # noqa: E402
 
 pytestmark = pytest.mark.gui
 

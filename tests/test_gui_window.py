@@ -14,7 +14,7 @@ pytest.importorskip("pytestqt")
 from conftest import RECORDINGS  # noqa: E402
 from PySide6 import QtCore, QtGui  # noqa: E402
 
-from core.gestures import GESTURE_CLASSES  # noqa: E402
+from dvsapp.core.gestures import GESTURE_CLASSES  # noqa: E402
 
 pytestmark = pytest.mark.gui
 WAIT_MS = 60_000  # generous: CI machines are slow and shared; tests finish as soon as the condition holds
@@ -27,10 +27,10 @@ def recording(tmp_path_factory) -> Path:
     bundled = RECORDINGS / "gestures.aedat4"
     if bundled.is_file():
         return bundled
-    from core.events import SensorSize
-    from core.io import write_events
-    from core.labels import labels_path_for, write_labels_csv
-    from core.synth import make_sequence
+    from dvsapp.core.events import SensorSize
+    from dvsapp.core.io import write_events
+    from dvsapp.core.labels import labels_path_for, write_labels_csv
+    from dvsapp.core.synth import make_sequence
 
     events, segments = make_sequence(7, 2)
     path = tmp_path_factory.mktemp("rec") / "two_gestures.aedat4"
@@ -42,7 +42,7 @@ def recording(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
     """The bundled model when trained, else an untrained ``tiny`` model saved to a temp file."""
-    from core.model import PRESETS, SpikingTransformer, bundled_checkpoint, save_checkpoint
+    from dvsapp.core.model import PRESETS, SpikingTransformer, bundled_checkpoint, save_checkpoint
 
     bundled = Path(bundled_checkpoint())
     if bundled.is_file():
@@ -58,7 +58,7 @@ def checkpoint(tmp_path_factory) -> Path:
 @pytest.fixture
 def window(qtbot, tmp_path, monkeypatch):
     monkeypatch.setenv("DVSAPP_SETTINGS", str(tmp_path / "settings.ini"))
-    from app.gui.main_window import MainWindow
+    from dvsapp.app.gui.main_window import MainWindow
 
     win = MainWindow()
     qtbot.addWidget(win)
@@ -76,7 +76,7 @@ def _wait_results(qtbot, win, n: int = 1) -> None:
 
 # --------------------------------------------------------------------- tests
 def test_window_plays_recording_and_fills_every_view(qtbot, window, recording, checkpoint):
-    from core.labels import find_labels
+    from dvsapp.core.labels import find_labels
 
     window.set_speed(0)  # as fast as possible
     window.open_uri(str(recording), checkpoint)
@@ -194,7 +194,7 @@ def test_missing_file_and_bad_checkpoint_show_errors(qtbot, window, recording, c
 def test_close_stops_worker_thread_and_saves_settings(qtbot, tmp_path, monkeypatch, recording, checkpoint):
     ini = tmp_path / "settings.ini"
     monkeypatch.setenv("DVSAPP_SETTINGS", str(ini))
-    from app.gui.main_window import MainWindow
+    from dvsapp.app.gui.main_window import MainWindow
 
     win = MainWindow()
     qtbot.addWidget(win)
@@ -267,8 +267,8 @@ EXPECTED_GESTURE = "air_drums"
 def test_trained_model_predicts_the_labelled_gesture(qtbot, window, recording):
     """Seek to a labelled gesture, play in real time, pause in its second half: the prediction view
     (top label) and the ground-truth strip under the cursor show that gesture."""
-    from core.labels import find_labels
-    from core.model import bundled_checkpoint
+    from dvsapp.core.labels import find_labels
+    from dvsapp.core.model import bundled_checkpoint
 
     ckpt = Path(bundled_checkpoint())
     if not ckpt.is_file():
@@ -323,7 +323,7 @@ def _read_video(path: Path) -> list[np.ndarray]:
 
 
 def test_export_renders_views_to_video(recording, checkpoint, tmp_path):
-    from app.gui.export import ExportOptions, export_video
+    from dvsapp.app.gui.export import ExportOptions, export_video
 
     out = tmp_path / "demo.mp4"
     opts = ExportOptions(fps=10, speed=2.0, size_wh=(480, 320), max_duration_s=1.0)
@@ -339,8 +339,8 @@ def test_export_renders_views_to_video(recording, checkpoint, tmp_path):
 
 
 def test_export_refuses_to_overwrite_and_rejects_bad_options(recording, checkpoint, tmp_path):
-    from app.gui.export import ExportOptions, export_video
-    from core.errors import ConfigError, OutputExistsError
+    from dvsapp.app.gui.export import ExportOptions, export_video
+    from dvsapp.core.errors import ConfigError, OutputExistsError
 
     out = tmp_path / "exists.mp4"
     out.write_bytes(b"keep me")
@@ -356,7 +356,7 @@ def test_export_refuses_to_overwrite_and_rejects_bad_options(recording, checkpoi
 def test_cli_replay_export_and_errors(recording, checkpoint, tmp_path):
     from typer.testing import CliRunner
 
-    from app.cli import app
+    from dvsapp.app.cli import app
 
     runner = CliRunner()
     out = tmp_path / "cli.mp4"
@@ -379,7 +379,7 @@ def test_cli_replay_export_and_errors(recording, checkpoint, tmp_path):
 
 _NO_WINDOW_EXPORT = """
 import sys
-from app.cli import main
+from dvsapp.app.cli import main
 try:
     main(sys.argv[1:])
 except SystemExit as exc:
@@ -421,7 +421,7 @@ def test_cli_replay_export_needs_no_window_or_display(recording, checkpoint, tmp
 
 # ------------------------------------------------------ live sources, recording
 def test_live_synthetic_source_and_recording_to_aedat4(qtbot, window, checkpoint, tmp_path):
-    from core.io import open_events
+    from dvsapp.core.io import open_events
 
     window.open_uri("synthetic:3", checkpoint)
     _wait_results(qtbot, window, 2)
@@ -451,8 +451,8 @@ def test_lost_or_refused_stream_shows_error(qtbot, window, checkpoint):
 def test_cli_gui_commands_open_the_window_with_their_arguments(recording, checkpoint, tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
-    import app.gui.app as gui_app
-    from app.cli import app
+    import dvsapp.app.gui.app as gui_app
+    from dvsapp.app.cli import app
 
     calls = []
     monkeypatch.setattr(gui_app, "run_gui", lambda uri=None, **kw: calls.append((uri, kw)) or 0)
@@ -465,9 +465,9 @@ def test_cli_gui_commands_open_the_window_with_their_arguments(recording, checkp
     assert runner.invoke(app, ["gui"]).exit_code == 0
     assert calls[-1] == (None, {"checkpoint": None})
     res = runner.invoke(app, ["demo"])
-    if (gui_app.BUNDLED_RECORDING).is_file():
+    if gui_app.bundled_recording().is_file():
         assert res.exit_code == 0
-        assert calls[-1][0] == gui_app.BUNDLED_RECORDING and calls[-1][1]["loop"] is True
+        assert calls[-1][0] == gui_app.bundled_recording() and calls[-1][1]["loop"] is True
     else:
         assert res.exit_code == 2 and "make_recordings.py" in res.output
     bad = tmp_path / "bad.aedat4"
@@ -482,8 +482,8 @@ def test_cli_gui_commands_open_the_window_with_their_arguments(recording, checkp
 @pytest.fixture(scope="module")
 def short_recording(recording, tmp_path_factory) -> Path:
     """The first 1.2 s of the recording (ends quickly at full speed)."""
-    from core.events import time_slice
-    from core.io import open_events, write_events
+    from dvsapp.core.events import time_slice
+    from dvsapp.core.io import open_events, write_events
 
     reader = open_events(recording)
     events = reader.read_all()

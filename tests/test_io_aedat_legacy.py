@@ -7,9 +7,9 @@ import struct
 import numpy as np
 import pytest
 
-from core.errors import EventFileError, UnsupportedFormat
-from core.events import EVENT_DTYPE, random_events
-from core.io import open_events
+from dvsapp.core.errors import EventFileError, UnsupportedFormat
+from dvsapp.core.events import EVENT_DTYPE, random_events
+from dvsapp.core.io import open_events
 
 HEADER_31 = (
     b"#!AER-DAT3.1\r\n#Format: RAW\r\n#Source 1: DVS128\r\n"
@@ -197,7 +197,7 @@ def test_aedat2_truncated_and_other_chip(tmp_path):
 
 
 def test_aedat31_misaligned_packets_and_numpy_fallback(tmp_path, monkeypatch):
-    from core.io import _kernels
+    from dvsapp.core.io import _kernels
 
     ev = random_events(2000, (128, 128), seed=5)
     path = tmp_path / "mixed.aedat"
@@ -219,7 +219,7 @@ def test_aedat31_misaligned_packets_and_numpy_fallback(tmp_path, monkeypatch):
 
 
 def test_aedat31_bad_events_are_reported_by_index(tmp_path, monkeypatch):
-    from core.io import _kernels
+    from dvsapp.core.io import _kernels
 
     ev = random_events(3000, (128, 128), duration_us=1_000_000, seed=5)
     unsorted = ev.copy()

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.errors import EventFileError, UnsupportedFormat
-from core.events import SensorSize, random_events
-from core.io import open_events, write_events
+from dvsapp.core.errors import EventFileError, UnsupportedFormat
+from dvsapp.core.events import SensorSize, random_events
+from dvsapp.core.io import open_events, write_events
 
 
 def _read(path):
@@ -351,7 +351,7 @@ def test_hostile_hdf5_columns(tmp_path):
 def test_fused_decode_checks_report_the_first_bad_event(tmp_path, monkeypatch):
     import h5py
 
-    from core.io import _kernels
+    from dvsapp.core.io import _kernels
 
     size = SensorSize(64, 48)
     ev = random_events(3000, size, seed=9)
@@ -396,7 +396,7 @@ def test_fused_decode_checks_report_the_first_bad_event(tmp_path, monkeypatch):
 
 
 def test_truncated_aedat4_streams_every_event_before_the_cut(tmp_path):
-    from core.io import open_events
+    from dvsapp.core.io import open_events
 
     src = Path(__file__).resolve().parents[1] / "recordings" / "gestures.aedat4"
     whole = open_events(src).read_all()

@@ -8,10 +8,10 @@ import zipfile
 import numpy as np
 import pytest
 
-from core.errors import EventDataError, OutputExistsError, UnsupportedFormat
-from core.events import EVENT_DTYPE, SensorSize, random_events
-from core.io import open_events, open_writer, sniff_format, write_events
-from core.io.aedat4 import read_with_dv_processing
+from dvsapp.core.errors import EventDataError, OutputExistsError, UnsupportedFormat
+from dvsapp.core.events import EVENT_DTYPE, SensorSize, random_events
+from dvsapp.core.io import open_events, open_writer, sniff_format, write_events
+from dvsapp.core.io.aedat4 import read_with_dv_processing
 
 REAL = {
     # file: (format, sensor, events stated by the data README)
@@ -169,7 +169,7 @@ def test_writer_refuses_overwrite_and_leaves_no_partial_file(tmp_path):
 
 
 def test_hdf5_labels_and_metadata(tmp_path):
-    from core.labels import find_labels
+    from dvsapp.core.labels import find_labels
 
     size = SensorSize(128, 128)
     ev = random_events(1000, size, seed=11)
@@ -289,7 +289,7 @@ def _nmnist_bytes(ev, marker_every: int = 0) -> bytes:
 def test_compiled_and_numpy_decoders_agree(tmp_path, monkeypatch, shared_data):
     from expelliarmus import Wizard
 
-    from core.io import _kernels
+    from dvsapp.core.io import _kernels
 
     # N-MNIST with overflow markers: each marker adds 2**13 us to every later event
     ev = random_events(3000, (34, 34), duration_us=(1 << 13) - 1, seed=21)
@@ -324,7 +324,7 @@ def test_compiled_and_numpy_decoders_agree(tmp_path, monkeypatch, shared_data):
 
 @pytest.mark.parametrize("compiled", [True, False])
 def test_csv_fast_parser_matches_loadtxt_and_defers_on_odd_lines(tmp_path, monkeypatch, compiled):
-    from core.io import _kernels
+    from dvsapp.core.io import _kernels
 
     monkeypatch.setattr(_kernels, "HAVE_NUMBA", compiled)
     ev = random_events(5000, (640, 480), duration_us=2_000_000, seed=23)

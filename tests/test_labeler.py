@@ -10,9 +10,9 @@ pytest.importorskip("PySide6")
 from PySide6 import QtCore, QtGui, QtWidgets  # noqa: E402
 from PySide6.QtTest import QTest  # noqa: E402
 
-from app.gui.labeler import LabelerWindow  # noqa: E402
-from core.events import SensorSize, random_events  # noqa: E402
-from core.labels import (  # noqa: E402
+from dvsapp.app.gui.labeler import LabelerWindow  # noqa: E402
+from dvsapp.core.events import SensorSize, random_events  # noqa: E402
+from dvsapp.core.labels import (  # noqa: E402
     LabelDocument,
     Recording,
     Segment,
@@ -317,7 +317,7 @@ class _FakeClassifier:
 
 
 def test_prediction_strip_runs_in_a_worker(qtbot, recording, monkeypatch):
-    import app.gui.labeler as labeler
+    import dvsapp.app.gui.labeler as labeler
 
     monkeypatch.setattr(labeler, "load_classifier", lambda checkpoint=None: _FakeClassifier())
     window = _open(qtbot, recording)
@@ -336,8 +336,8 @@ def test_prediction_strip_runs_in_a_worker(qtbot, recording, monkeypatch):
 
 
 def test_prediction_errors_show_in_the_status_bar(qtbot, recording, monkeypatch):
-    import app.gui.labeler as labeler
-    from core.errors import CheckpointError
+    import dvsapp.app.gui.labeler as labeler
+    from dvsapp.core.errors import CheckpointError
 
     def missing(checkpoint=None):
         raise CheckpointError("no bundled model yet", path="tiny.safetensors")
@@ -351,8 +351,8 @@ def test_prediction_errors_show_in_the_status_bar(qtbot, recording, monkeypatch)
 
 
 def test_open_another_recording_and_a_broken_one(qtbot, recording, tmp_path, monkeypatch):
-    pytest.importorskip("core.io")
-    from core.io import write_events
+    pytest.importorskip("dvsapp.core.io")
+    from dvsapp.core.io import write_events
 
     other = tmp_path / "other.npz"
     write_events(other, random_events(3000, (32, 32, 2), duration_us=2_000_000, seed=9), SensorSize(32, 32))

@@ -1,4 +1,4 @@
-"""core.labels: segments, the DVS Gesture CSV, HDF5 labels, validation, paths."""
+"""dvsapp.core.labels: segments, the DVS Gesture CSV, HDF5 labels, validation, paths."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import h5py
 import numpy as np
 import pytest
 
-from core.errors import LabelError
-from core.events import make_events, random_events
-from core.gestures import GESTURE_CLASSES
-from core.labels import (
+from dvsapp.core.errors import LabelError
+from dvsapp.core.events import make_events, random_events
+from dvsapp.core.gestures import GESTURE_CLASSES
+from dvsapp.core.labels import (
     CSV_HEADER,
     Segment,
     atomic_write_bytes,
@@ -313,7 +313,7 @@ def test_suggest_segments_finds_bursts(rng):
 
 
 def test_sidecar_json_is_documented_format(tmp_path):
-    from core.labels import LabelDocument, sidecar_path_for
+    from dvsapp.core.labels import LabelDocument, sidecar_path_for
 
     rec = tmp_path / "r.npz"
     doc = LabelDocument(rec)
@@ -341,7 +341,7 @@ def _current_umask() -> int:
 
 
 def test_h5_recording_keeps_its_own_labels_beside_a_same_stem_csv(tmp_path):
-    from core.labels import LabelDocument, saved_labels
+    from dvsapp.core.labels import LabelDocument, saved_labels
 
     aedat = tmp_path / "g.aedat4"
     h5 = tmp_path / "g.h5"

@@ -11,13 +11,13 @@ import time
 import pytest
 from conftest import REPO
 
-from core.labels import LabelDocument, Segment, labels_path_for, read_labels_csv, write_labels_csv
+from dvsapp.core.labels import LabelDocument, Segment, labels_path_for, read_labels_csv, write_labels_csv
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX signals")
 
 EDIT_THEN_SLEEP = """
 import sys, time
-from core.labels import LabelDocument
+from dvsapp.core.labels import LabelDocument
 doc = LabelDocument.open(sys.argv[1])
 i = doc.add(3, 5_000_000, 6_500_000)
 doc.relabel(i, 4)
@@ -27,7 +27,7 @@ time.sleep(60)
 
 SAVE_IN_A_LOOP = """
 import sys
-from core.labels import LabelDocument, Segment
+from dvsapp.core.labels import LabelDocument, Segment
 doc = LabelDocument.open(sys.argv[1])
 k = 0
 while True:
@@ -102,7 +102,7 @@ def test_sigkill_during_saves_never_leaves_a_partial_csv(tmp_path, delay_s):
 
 
 def test_stale_temp_files_are_cleaned_on_open(tmp_path):
-    from core.labels import remove_stale_temps, sidecar_path_for
+    from dvsapp.core.labels import remove_stale_temps, sidecar_path_for
 
     rec = tmp_path / "r.aedat4"
     old = tmp_path / f".{labels_path_for(rec).name}.abc123.tmp"

@@ -1,4 +1,4 @@
-"""core.labels.LabelDocument: commands, undo/redo, overlap rules, autosave and recovery."""
+"""dvsapp.core.labels.LabelDocument: commands, undo/redo, overlap rules, autosave and recovery."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.errors import LabelError
-from core.labels import (
+from dvsapp.core.errors import LabelError
+from dvsapp.core.labels import (
     LabelDocument,
     Segment,
     first_overlap,

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from core.errors import LabelError, OutputExistsError
-from core.events import SensorSize, concat, random_events, time_slice
-from core.labels import (
+from dvsapp.core.errors import LabelError, OutputExistsError
+from dvsapp.core.events import SensorSize, concat, random_events, time_slice
+from dvsapp.core.labels import (
     DATASET_FORMAT,
     Recording,
     Segment,
@@ -128,7 +128,7 @@ def test_export_refuses_bad_requests(recs, tmp_path):
 
 def test_export_uses_the_project_class_list(recs, tmp_path):
     paths, _, _, loader = recs
-    from core.labels import LabelDocument
+    from dvsapp.core.labels import LabelDocument
 
     doc = LabelDocument.open(paths[0])
     doc.set_class_names([*doc.class_names, "thumbs_up"])
@@ -158,18 +158,20 @@ def test_assign_splits():
 
 def _have_io() -> bool:
     try:
-        from core.io import open_events, write_events  # noqa: F401
+        from dvsapp.core.io import open_events, write_events  # noqa: F401
     except ImportError:
         return False
     return True
 
 
-needs_io = pytest.mark.skipif(not _have_io(), reason="core.io (open_events / write_events) is not available")
+needs_io = pytest.mark.skipif(
+    not _have_io(), reason="dvsapp.core.io (open_events / write_events) is not available"
+)
 
 
 @pytest.fixture
 def cli():
-    from app.cli import app
+    from dvsapp.app.cli import app
 
     runner = CliRunner()
 
@@ -180,7 +182,7 @@ def cli():
 
 
 def _write_rec(path: Path, events, size=SIZE) -> Path:
-    from core.io import write_events
+    from dvsapp.core.io import write_events
 
     write_events(path, events, size)
     return path
@@ -258,7 +260,7 @@ def test_cli_suggest_writes_an_editable_csv(cli, tmp_path):
     rec = _write_rec(tmp_path / "s.npz", ev)
     res = cli("label", "suggest", rec, "--write")
     assert res.exit_code == 0, res.output
-    segs = __import__("core.labels").labels.read_labels_csv(labels_path_for(rec))
+    segs = __import__("dvsapp.core.labels").core.labels.read_labels_csv(labels_path_for(rec))
     assert len(segs) == 1 and abs(segs[0].start_us - 2_000_000) < 200_000
     assert cli("label", "suggest", rec, "--write").exit_code == 2  # refuses to overwrite
 
@@ -267,14 +269,14 @@ def test_cli_suggest_writes_an_editable_csv(cli, tmp_path):
 
 
 def _train_supports_h5() -> str | None:
-    if importlib.util.find_spec("app.commands.train_cmds") is None:
+    if importlib.util.find_spec("dvsapp.app.commands.train_cmds") is None:
         return "app/commands/train_cmds.py does not exist"
     try:
-        from core.train.datasets import DATASETS
+        from dvsapp.core.train.datasets import DATASETS
     except ImportError as exc:
-        return f"core.train.datasets cannot be imported ({exc})"
+        return f"dvsapp.core.train.datasets cannot be imported ({exc})"
     if "h5" not in DATASETS:
-        return "core.train.datasets has no 'h5' loader for exported label datasets yet"
+        return "dvsapp.core.train.datasets has no 'h5' loader for exported label datasets yet"
     return None
 
 
@@ -322,8 +324,8 @@ def test_exported_dataset_trains(cli, tmp_path):
 
 @needs_io
 def test_h5_recording_with_labels_inside(cli, tmp_path):
-    from core.io import write_events
-    from core.labels import LabelDocument, find_labels
+    from dvsapp.core.io import write_events
+    from dvsapp.core.labels import LabelDocument, find_labels
 
     rec = tmp_path / "inside.h5"
     segs = [Segment(2, 300_000, 800_000), Segment(7, 1_000_000, 2_000_000)]

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from core.events import SensorSize, random_events
-from core.labels import Segment, predict_segments
+from dvsapp.core.events import SensorSize, random_events
+from dvsapp.core.labels import Segment, predict_segments
 
 
 @dataclass
@@ -66,8 +66,8 @@ def test_windows_are_merged_into_runs():
 def test_with_an_untrained_tiny_model():
     pytest.importorskip("norse")
     try:
-        from core.classify import StreamingClassifier
-        from core.model import PRESETS, SpikingTransformer
+        from dvsapp.core.classify import StreamingClassifier
+        from dvsapp.core.model import PRESETS, SpikingTransformer
     except ImportError as exc:
         pytest.skip(f"model code not available: {exc}")
     clf = StreamingClassifier(SpikingTransformer(PRESETS["tiny"]))

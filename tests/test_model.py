@@ -11,12 +11,12 @@ from norse.torch.module.lif_box import LIFBoxCell
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from core.errors import ConfigError
-from core.model import ATTENTIONS, PRESETS, ModelConfig, ModelState, TapRecorder, build_model, preset
-from core.model.attention import ssa_mix
-from core.model.layers import Run
-from core.model.network import POOLINGS, SpikingResponsePool
-from core.model.neurons import LIState, SpikeDrivenLIFCell, head_integrator, lif_parameters
+from dvsapp.core.errors import ConfigError
+from dvsapp.core.model import ATTENTIONS, PRESETS, ModelConfig, ModelState, TapRecorder, build_model, preset
+from dvsapp.core.model.attention import ssa_mix
+from dvsapp.core.model.layers import Run
+from dvsapp.core.model.network import POOLINGS, SpikingResponsePool
+from dvsapp.core.model.neurons import LIState, SpikeDrivenLIFCell, head_integrator, lif_parameters
 
 VARIANTS = sorted(ATTENTIONS)
 
@@ -235,7 +235,7 @@ def test_attention_memory_is_linear_except_ssa(variant):
 
 
 def _lifs(module):
-    from core.model.layers import LIFLayer
+    from dvsapp.core.model.layers import LIFLayer
 
     layers = [m for m in module.modules() if isinstance(m, LIFLayer)]
     for i, layer in enumerate(layers):
@@ -429,7 +429,7 @@ def test_cuda_matches_cpu_and_state_moves(variant):
 @pytest.mark.parametrize("v_th", [1.0, 0.5])
 def test_inference_steps_equal_the_norse_cell_bit_for_bit(dtype, v_th):
     """The gradient-free path of LIFLayer gives exactly the Norse cell's spikes and membranes."""
-    from core.model.layers import LIFLayer
+    from dvsapp.core.model.layers import LIFLayer
 
     layer = LIFLayer("probe", (7, 9), v_th=v_th)
     layer.slot = 0

@@ -9,9 +9,9 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from core.errors import CheckpointError
-from core.model import build_model, bundled_checkpoint, load_checkpoint, preset, save_checkpoint
-from core.model.checkpoint import CHECKPOINT_FORMAT, read_checkpoint_metadata
+from dvsapp.core.errors import CheckpointError
+from dvsapp.core.model import build_model, bundled_checkpoint, load_checkpoint, preset, save_checkpoint
+from dvsapp.core.model.checkpoint import CHECKPOINT_FORMAT, read_checkpoint_metadata
 
 
 def tiny_model(**overrides):

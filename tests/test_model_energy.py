@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from core.model import E_AC_PJ, E_MAC_PJ, build_model, estimate_energy, preset
-from core.model.energy import synaptic_ops
+from dvsapp.core.model import E_AC_PJ, E_MAC_PJ, build_model, estimate_energy, preset
+from dvsapp.core.model.energy import synaptic_ops
 
 
 def activated(attention: str):

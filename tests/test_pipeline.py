@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-from core.classify import Prediction, StreamingClassifier
-from core.errors import EventFileError, OutputExistsError, SourceError
-from core.events import Packet, SensorSize, random_events
-from core.pipeline import (
+from dvsapp.core.classify import Prediction, StreamingClassifier
+from dvsapp.core.errors import EventFileError, OutputExistsError, SourceError
+from dvsapp.core.events import Packet, SensorSize, random_events
+from dvsapp.core.pipeline import (
     CallbackSink,
     CsvSink,
     JsonLinesSink,
@@ -26,14 +26,14 @@ from core.pipeline import (
     run_pipeline,
     segments_truth,
 )
-from core.sources import ArraySource, Source, open_source
+from dvsapp.core.sources import ArraySource, Source, open_source
 
 OVERLOAD_S = float(os.environ.get("DVSAPP_OVERLOAD_S", "2"))
 """Seconds of simulated overload in the CI test (the benchmark runs 30 s)."""
 
 
 def tiny_classifier(seed: int = 0) -> StreamingClassifier:
-    from core.model import build_model, preset
+    from dvsapp.core.model import build_model, preset
 
     torch.manual_seed(seed)
     return StreamingClassifier(build_model(preset("tiny")).eval())
@@ -72,8 +72,8 @@ class SlowClassifier:
 
 def offline_probs(classifier: StreamingClassifier, events, sensor_size, t0_us: int, t_end_us: int):
     """The reference: adapt + bin the whole recording offline, one model pass, probs at each window end."""
-    from core.binning import to_frames
-    from core.filters import SpatialAdapter
+    from dvsapp.core.binning import to_frames
+    from dvsapp.core.filters import SpatialAdapter
 
     size = classifier.input_size
     if tuple(sensor_size[:2]) != tuple(size[:2]):
@@ -89,7 +89,7 @@ def offline_probs(classifier: StreamingClassifier, events, sensor_size, t0_us: i
 
 # ------------------------------------------------------------- end to end
 def check_equal_to_offline(path, sensor_size):
-    from core.io import open_events
+    from dvsapp.core.io import open_events
 
     clf = tiny_classifier()
     sink = ListSink()
@@ -107,7 +107,7 @@ def check_equal_to_offline(path, sensor_size):
 
 
 def test_replay_equals_offline_binning_generated(tmp_path):
-    from core.io import write_events
+    from dvsapp.core.io import write_events
 
     size = SensorSize(128, 96)
     rng = np.random.default_rng(11)
@@ -126,7 +126,7 @@ def test_live_overload_drops_oldest_windows_with_bounded_queue():
     """A live source at 10x what the model handles: bounded queue, counted drops, bounded latency."""
     import gc
 
-    from core.events import Window
+    from dvsapp.core.events import Window
 
     size = SensorSize(32, 32)
     slow = SlowClassifier(0.2, keep=False)  # 200 ms per 20 ms window: 10x overload
@@ -178,7 +178,7 @@ class BrokenSource(Source):
         self.n_ok = n_ok
 
     async def _packets(self):
-        from core.sources import iter_packets
+        from dvsapp.core.sources import iter_packets
 
         for i, p in enumerate(iter_packets(self.events, packet_us=10_000)):
             if i == self.n_ok:
@@ -304,7 +304,7 @@ def test_seconds_limit_and_metrics_fields():
 
 # ------------------------------------------------------------------ sinks
 def test_stats_and_truth():
-    from core.labels import Segment
+    from dvsapp.core.labels import Segment
 
     truth = segments_truth([Segment(1, 100, 200), Segment(0, 300, 400)])
     assert [truth(t) for t in (50, 100, 199, 200, 350, 400)] == [None, 1, 1, None, 0, None]
@@ -332,7 +332,7 @@ def test_json_lines_sink(tmp_path):
 
 # -------------------------------------------------------------- recording
 def test_record_source_roundtrip(tmp_path):
-    from core.io import open_events
+    from dvsapp.core.io import open_events
 
     size = SensorSize(40, 30)
     ev = random_events(5000, size, duration_us=500_000)
@@ -346,7 +346,7 @@ def test_record_source_roundtrip(tmp_path):
 
 
 def test_record_live_for_seconds(tmp_path):
-    from core.io import open_events
+    from dvsapp.core.io import open_events
 
     out = tmp_path / "live.aedat4"
     result = record_source("synthetic:5?width=64&height=64", out, seconds=1.0)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from core.io import open_events
-from core.labels import read_labels_csv
+from dvsapp.core.io import open_events
+from dvsapp.core.labels import read_labels_csv
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLED = REPO / "recordings"

@@ -56,7 +56,18 @@ def test_live_classify_never_listens(source):
     source = source.format(port=server.getsockname()[1])
     accepted = []
     proc = subprocess.Popen(
-        [sys.executable, "-m", "app", "classify", "--live", "--source", source, "--seconds", "30", "--json"],
+        [
+            sys.executable,
+            "-m",
+            "dvsapp.app",
+            "classify",
+            "--live",
+            "--source",
+            source,
+            "--seconds",
+            "30",
+            "--json",
+        ],
         cwd=REPO,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

@@ -8,9 +8,9 @@ import time
 import numpy as np
 import pytest
 
-from core.errors import DvsAppError, SourceError
-from core.events import SensorSize, concat, random_events
-from core.sources import (
+from dvsapp.core.errors import DvsAppError, SourceError
+from dvsapp.core.events import SensorSize, concat, random_events
+from dvsapp.core.sources import (
     SOURCES,
     ArraySource,
     iter_packets,
@@ -230,7 +230,7 @@ def test_file_source_replays_a_real_recording(shared_data):
 
 
 def test_file_source_on_a_written_file(tmp_path):
-    from core.io import write_events
+    from dvsapp.core.io import write_events
 
     ev = random_events(3000, SIZE, duration_us=300_000)
     path = tmp_path / "rec.h5"

@@ -1,6 +1,6 @@
 """``dv://`` live source against a real dv-processing ``NetworkWriter`` on 127.0.0.1.
 
-The writer runs in a subprocess (``python -m core.sources.dv FILE PORT``) so it can
+The writer runs in a subprocess (``python -m dvsapp.core.sources.dv FILE PORT``) so it can
 be killed and restarted like a real server.  The CLI tests run ``dvsapp classify
 --live --source dv://127.0.0.1:PORT --json`` as a user would.
 """
@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 from dvnet import dvsapp_command, free_port, go, start_server, stop
 
-from core.errors import SourceError
-from core.events import concat
+from dvsapp.core.errors import SourceError
+from dvsapp.core.events import concat
 
 REPO = Path(__file__).resolve().parents[1]
 N_EVENTS = 111_954
@@ -32,15 +32,15 @@ def recording(shared_data) -> Path:
 
 
 def test_connection_refused_is_a_source_error():
-    from core.sources import open_source
+    from dvsapp.core.sources import open_source
 
     with pytest.raises(SourceError, match="cannot connect"):
         open_source(f"dv://127.0.0.1:{free_port()}")
 
 
 def test_dv_source_receives_every_event(recording):
-    from core.io import open_events
-    from core.sources import open_source
+    from dvsapp.core.io import open_events
+    from dvsapp.core.sources import open_source
 
     expected = open_events(recording).read_all()
     port = free_port()
@@ -66,7 +66,7 @@ def test_dv_source_receives_every_event(recording):
 
 
 def test_dv_source_reconnects_after_restart(recording):
-    from core.sources import open_source
+    from dvsapp.core.sources import open_source
 
     port = free_port()
     first = start_server(recording, port, "--speed", "1", "--loop")

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from conftest import RECORDINGS
 
-from core.errors import ConfigError, OutputExistsError
-from core.events import EVENT_DTYPE, SensorSize, validate
-from core.gestures import GESTURE_CLASSES, mirrored_class
-from core.synth import (
+from dvsapp.core.errors import ConfigError, OutputExistsError
+from dvsapp.core.events import EVENT_DTYPE, SensorSize, validate
+from dvsapp.core.gestures import GESTURE_CLASSES, mirrored_class
+from dvsapp.core.synth import (
     MOTIONS,
     REST,
     GestureStream,
@@ -188,12 +188,12 @@ def test_gesture_stream_is_contiguous_and_chunking_does_not_change_it():
 
 
 def test_simulate_gestures_command_writes_events_and_labels(tmp_path):
-    pytest.importorskip("core.io")
+    pytest.importorskip("dvsapp.core.io")
     from typer.testing import CliRunner
 
-    from app.cli import app
-    from core.io import open_events
-    from core.labels import read_labels_csv
+    from dvsapp.app.cli import app
+    from dvsapp.core.io import open_events
+    from dvsapp.core.labels import read_labels_csv
 
     out = tmp_path / "g.npz"
     runner = CliRunner()
@@ -212,11 +212,11 @@ def test_simulate_gestures_command_writes_events_and_labels(tmp_path):
 
 def test_simulate_video_command(tmp_path):
     cv2 = pytest.importorskip("cv2")
-    pytest.importorskip("core.io")
+    pytest.importorskip("dvsapp.core.io")
     from typer.testing import CliRunner
 
-    from app.cli import app
-    from core.io import open_events
+    from dvsapp.app.cli import app
+    from dvsapp.core.io import open_events
 
     video = tmp_path / "bar.avi"
     writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 30.0, (40, 30))
@@ -236,8 +236,8 @@ def test_simulate_video_command(tmp_path):
 
 
 def test_write_gesture_sequence_refuses_to_overwrite(tmp_path):
-    pytest.importorskip("core.io")
-    from core.synth import write_gesture_sequence
+    pytest.importorskip("dvsapp.core.io")
+    from dvsapp.core.synth import write_gesture_sequence
 
     out = tmp_path / "x.npz"
     out.write_bytes(b"keep")
@@ -248,9 +248,9 @@ def test_write_gesture_sequence_refuses_to_overwrite(tmp_path):
 
 @pytest.mark.skipif(not (RECORDINGS / "gestures.aedat4").is_file(), reason="recordings not generated")
 def test_bundled_recordings_are_small_labelled_and_readable():
-    pytest.importorskip("core.io")
-    from core.io import open_events
-    from core.labels import find_labels, read_labels_csv
+    pytest.importorskip("dvsapp.core.io")
+    from dvsapp.core.io import open_events
+    from dvsapp.core.labels import find_labels, read_labels_csv
 
     aedat = RECORDINGS / "gestures.aedat4"
     h5 = RECORDINGS / "gestures.h5"
@@ -270,8 +270,8 @@ def test_bundled_recordings_are_small_labelled_and_readable():
 
 
 def test_rate_controller_caps_the_rate_and_leaves_slow_streams_alone():
-    from core.events import random_events
-    from core.synth import RateController
+    from dvsapp.core.events import random_events
+    from dvsapp.core.synth import RateController
 
     ctl = RateController(0, time_constant_us=50_000)
     kept = 0

@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 import torch
 
-from core.errors import ConfigError
-from core.train.datasets import ClipBank, bin_recording, synthetic_recording
-from core.train.evaluate import run_model_on_frames
-from core.train.trainer import TrainConfig, build_model, cosine_lr, preprocess_for, tet_loss, train
+from dvsapp.core.errors import ConfigError
+from dvsapp.core.train.datasets import ClipBank, bin_recording, synthetic_recording
+from dvsapp.core.train.evaluate import run_model_on_frames
+from dvsapp.core.train.trainer import TrainConfig, build_model, cosine_lr, preprocess_for, tet_loss, train
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = {"input_hw": [32, 32], "embed_dim": 32, "heads": 2, "patch_size": 8, "timesteps": 4, "step_us": 20000}
@@ -76,7 +76,7 @@ def batch_loss(model, batch) -> float:
 
 
 def test_cpu_smoke_run_lowers_the_loss_and_the_checkpoint_reloads_to_the_same_predictions(tmp_path, frames):
-    from core.model import load_checkpoint
+    from dvsapp.core.model import load_checkpoint
 
     train_frames, val_frames = frames[:2], frames[2:]
     cfg = small_config(tmp_path / "run", val_split="val")
@@ -122,7 +122,7 @@ class _Interrupted(Exception):
 
 
 def test_resume_continues_exactly_where_the_interrupted_run_stopped(tmp_path, frames):
-    from core.model import load_checkpoint
+    from dvsapp.core.model import load_checkpoint
 
     train_frames = frames[:2]
     kw = dict(epochs=4, clips_per_epoch=32)
@@ -186,7 +186,7 @@ def test_bad_model_or_data_options_raise_config_error_before_training(tmp_path, 
 def test_train_cli_bad_options_exit_2_with_one_line(tmp_path, args, message):
     from typer.testing import CliRunner
 
-    from app.cli import app
+    from dvsapp.app.cli import app
 
     res = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "o"), "--quiet", *args])
     assert res.exit_code == 2, res.output
@@ -221,7 +221,7 @@ def test_loss_ignores_unlabeled_timesteps():
 def test_process_group_backend_is_gloo_on_cpu_and_nccl_on_cuda(monkeypatch, device, backend):
     import torch.distributed as dist
 
-    from core.train import distributed
+    from dvsapp.core.train import distributed
 
     calls = []
     monkeypatch.setattr(dist, "is_initialized", lambda: False)
@@ -274,8 +274,8 @@ def exported_h5(tmp_path_factory) -> Path:
 def test_label_export_then_train_on_the_h5_dataset(tmp_path, exported_h5):
     from typer.testing import CliRunner
 
-    from app.cli import app
-    from core.model import load_checkpoint
+    from dvsapp.app.cli import app
+    from dvsapp.core.model import load_checkpoint
 
     out = tmp_path / "h5run"
     args = ["train", "--dataset", "h5", "--root", str(exported_h5), "--epochs", "2", "--batch", "4"]
@@ -295,7 +295,7 @@ def test_label_export_then_train_on_the_h5_dataset(tmp_path, exported_h5):
 def test_an_h5_dataset_without_test_groups_needs_no_val(tmp_path):
     from typer.testing import CliRunner
 
-    from app.cli import app
+    from dvsapp.app.cli import app
 
     runner = CliRunner()
     data = tmp_path / "train_only.h5"

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.errors import ConfigError, EventFileError, LabelError
-from core.events import EVENT_DTYPE
-from core.train.datasets import (
+from dvsapp.core.errors import ConfigError, EventFileError, LabelError
+from dvsapp.core.events import EVENT_DTYPE
+from dvsapp.core.train.datasets import (
     DVS128,
     NO_LABEL,
     Augment,
@@ -32,7 +32,7 @@ from core.train.datasets import (
     synthetic_seeds,
     tonic_recordings,
 )
-from core.train.preprocess import Preprocess
+from dvsapp.core.train.preprocess import Preprocess
 
 # --------------------------------------------------------------------------- DVS128 Gesture (AEDAT 3.1)
 
@@ -180,7 +180,7 @@ def test_dvsgesture_bad_folders_give_one_line_errors(dvsgesture_root, tmp_path):
 def test_train_cli_on_a_bad_dvsgesture_root_exits_2_in_one_line(tmp_path):
     from typer.testing import CliRunner
 
-    from app.cli import app
+    from dvsapp.app.cli import app
 
     res = CliRunner().invoke(app, ["train", "--dataset", "dvsgesture", "--root", str(tmp_path), "--quiet"])
     assert res.exit_code == 2

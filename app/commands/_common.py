@@ -9,13 +9,13 @@ from typing import TypeVar
 
 import typer
 
-from core.errors import DvsAppError
+from dvsapp.core.errors import DvsAppError
 
 F = TypeVar("F", bound=Callable)
 
 
 def handle_errors(func: F) -> F:
-    """Turn a ``core.errors`` exception into one line on stderr and exit status 2.
+    """Turn a ``dvsapp.core.errors`` exception into one line on stderr and exit status 2.
 
     Wrap every command body with it (below ``@app.command()``), so both the
     console script and ``typer.testing.CliRunner`` see the same behaviour.

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from app.commands._common import handle_errors
+from dvsapp.app.commands._common import handle_errors
 
 SpeedOpt = Annotated[
     float,
@@ -34,7 +34,7 @@ def register(app: typer.Typer) -> None:
         ] = True,
     ) -> None:
         """Open the GUI on the bundled recording with the bundled model, playing."""
-        from app.gui.app import bundled_recording, run_gui
+        from dvsapp.app.gui.app import bundled_recording, run_gui
 
         raise typer.Exit(run_gui(bundled_recording(), checkpoint=model, speed=speed, loop=loop))
 
@@ -65,13 +65,13 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Open FILE in the GUI, or with --export render the GUI's views to a video (no window)."""
         if export is None:
-            from app.gui.app import run_gui
-            from core.io import open_events
+            from dvsapp.app.gui.app import run_gui
+            from dvsapp.core.io import open_events
 
             open_events(file)  # an unreadable file fails here with one line, before any window opens
             raise typer.Exit(run_gui(file, checkpoint=model, speed=speed, loop=loop))
-        from app.gui.export import ExportOptions, export_video
-        from core.events import SensorSize
+        from dvsapp.app.gui.export import ExportOptions, export_video
+        from dvsapp.core.events import SensorSize
 
         size_wh = SensorSize.parse(size)
         options = ExportOptions(
@@ -87,6 +87,6 @@ def register(app: typer.Typer) -> None:
     @handle_errors
     def gui(model: ModelOpt = None) -> None:
         """Open the GUI empty, with the source picker (file, dv://, USB camera, webcam, synthetic)."""
-        from app.gui.app import run_gui
+        from dvsapp.app.gui.app import run_gui
 
         raise typer.Exit(run_gui(None, checkpoint=model))

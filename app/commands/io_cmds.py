@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from app.commands._common import handle_errors
+from dvsapp.app.commands._common import handle_errors
 
 
 class _Progress:
@@ -87,7 +87,7 @@ def register(app: typer.Typer) -> None:
         ] = False,
     ) -> None:
         """Format, sensor, camera, event count, duration, event rate and polarity balance of FILE."""
-        from core.io.info import describe
+        from dvsapp.core.io.info import describe
 
         with _Progress("reading", enabled=not as_json) as bar:
             result = describe(file, progress=bar)
@@ -113,8 +113,8 @@ def register(app: typer.Typer) -> None:
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     ) -> None:
         """Convert SRC to DST, streaming (memory bounded by a chunk, not the file)."""
-        from core.io.convert import Crop
-        from core.io.convert import convert as run_convert
+        from dvsapp.core.io.convert import Crop
+        from dvsapp.core.io.convert import convert as run_convert
 
         with _Progress("converting", enabled=not quiet) as bar:
             report = run_convert(

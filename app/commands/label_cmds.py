@@ -15,8 +15,8 @@ from typing import Annotated
 
 import typer
 
-from app.commands._common import handle_errors
-from core import labels as core_labels
+from dvsapp.app.commands._common import handle_errors
+from dvsapp.core import labels as core_labels
 
 label_app = typer.Typer(
     help="Label recordings: edit segments, check label CSVs, export HDF5 datasets.",
@@ -42,8 +42,8 @@ def edit(
     ] = None,
 ) -> None:
     """Open the labeling window on RECORDING (labels are saved beside it as <stem>_labels.csv)."""
-    from app.gui.labeler import run_labeler
-    from core.io import open_events
+    from dvsapp.app.gui.labeler import run_labeler
+    from dvsapp.core.io import open_events
 
     open_events(recording)  # a missing or unreadable file fails here, in one line, before any window
     raise typer.Exit(run_labeler(recording, recover=recover, checkpoint=model))

@@ -9,8 +9,8 @@ from typing import Annotated
 
 import typer
 
-from app.commands._common import handle_errors
-from core.errors import ConfigError
+from dvsapp.app.commands._common import handle_errors
+from dvsapp.core.errors import ConfigError
 
 
 class _RichSink:
@@ -99,7 +99,7 @@ def classify(
     """Classify a recording or a live stream; one line per prediction, a summary at the end."""
     from rich.console import Console
 
-    from core.pipeline import JsonLinesSink, classify_source
+    from dvsapp.core.pipeline import JsonLinesSink, classify_source
 
     if file is not None and (live or source):
         raise ConfigError("give a FILE, or --live / --source, not both")
@@ -142,7 +142,7 @@ def record(
     force: Annotated[bool, typer.Option(help="Overwrite OUT.")] = False,
 ) -> None:
     """Record any source to an event file."""
-    from core.pipeline import record_source
+    from dvsapp.core.pipeline import record_source
 
     result = record_source(source, out, seconds=seconds, force=force)
     print(

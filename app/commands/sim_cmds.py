@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
-from app.commands._common import handle_errors
-from core.errors import ConfigError
-from core.events import SensorSize
+from dvsapp.app.commands._common import handle_errors
+from dvsapp.core.errors import ConfigError
+from dvsapp.core.events import SensorSize
 
 
 class _Bar:
@@ -93,7 +93,7 @@ def register(app: typer.Typer) -> None:
             raise ConfigError(f"expected {usage}, got {len(paths)} path(s)")
         sensor = SensorSize.parse(size) if size else None
         if gestures is not None:
-            from core.synth import write_gesture_sequence
+            from dvsapp.core.synth import write_gesture_sequence
 
             out = paths[0]
             with _Bar("rendering", quiet) as bar:
@@ -111,7 +111,7 @@ def register(app: typer.Typer) -> None:
                 + (", labels beside it" if labels else "")
             )
             return
-        from core.emulator import simulate_video
+        from dvsapp.core.emulator import simulate_video
 
         video, out = paths
         with _Bar("emulating", quiet) as bar:

@@ -14,8 +14,8 @@ from typing import Annotated
 
 import typer
 
-from app.commands._common import handle_errors
-from core.errors import ConfigError, OutputExistsError
+from dvsapp.app.commands._common import handle_errors
+from dvsapp.core.errors import ConfigError, OutputExistsError
 
 
 class _Progress:
@@ -87,7 +87,7 @@ class _Progress:
                 f"{info['epoch_s']:.1f} s  {info['clips_per_s']:.0f} clips/s{mark}"
             )
         elif kind == "test":
-            from core.train.evaluate import format_report
+            from dvsapp.core.train.evaluate import format_report
 
             self.console.print("held-out test split:")
             self.console.print(format_report(info["report"]), markup=False, highlight=False, soft_wrap=True)
@@ -179,7 +179,7 @@ def train_command(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output")] = False,
 ) -> None:
     """Train a spiking transformer; writes best/last checkpoints, metrics and a test report to OUT."""
-    from core.train.trainer import TrainConfig, train
+    from dvsapp.core.train.trainer import TrainConfig, train
 
     cfg = TrainConfig(
         dataset=dataset,
@@ -240,7 +240,7 @@ def eval_command(
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing report files")] = False,
 ) -> None:
     """Score a checkpoint: clip and streaming accuracy, latency, per-class precision/recall, confusion."""
-    from core.train.evaluate import evaluate_checkpoint, format_report, save_confusion_png
+    from dvsapp.core.train.evaluate import evaluate_checkpoint, format_report, save_confusion_png
 
     for target in (report, confusion):
         if target is not None and target.exists() and not force:

@@ -1,4 +1,4 @@
-"""Start the GUI: one QApplication, one :class:`~app.gui.main_window.MainWindow`."""
+"""Start the GUI: one QApplication, one :class:`~dvsapp.app.gui.main_window.MainWindow`."""
 
 from __future__ import annotations
 
@@ -8,28 +8,26 @@ from pathlib import Path
 
 from PySide6 import QtWidgets
 
-REPO = Path(__file__).resolve().parents[2]
-BUNDLED_RECORDING = REPO / "recordings" / "gestures.aedat4"
-
 
 def bundled_recording() -> Path:
-    """The sample recording ``dvsapp demo`` plays (made by ``recordings/make_recordings.py``)."""
-    from core.errors import EventFileError
+    """The sample recording ``dvsapp demo`` plays (package data ``dvsapp.recordings``)."""
+    from dvsapp.core.errors import EventFileError
+    from dvsapp.core.resources import bundled_recording as _bundled
 
-    if not BUNDLED_RECORDING.is_file():
+    path = _bundled()
+    if not path.is_file():
         raise EventFileError(
-            "the bundled recording is missing; run `python recordings/make_recordings.py`",
-            path=BUNDLED_RECORDING,
+            "the bundled recording is missing; run `python -m dvsapp.recordings.make_recordings`", path=path
         )
-    return BUNDLED_RECORDING
+    return path
 
 
 def require_display() -> None:
-    """Raise a one-line :class:`~core.errors.ConfigError` when Qt would find no screen to open.
+    """Raise a one-line :class:`~dvsapp.core.errors.ConfigError` when Qt would find no screen to open.
 
     Without it Qt prints several lines about its platform plugins and aborts the process.
     """
-    from core.errors import ConfigError
+    from dvsapp.core.errors import ConfigError
 
     if os.environ.get("QT_QPA_PLATFORM") or not sys.platform.startswith("linux"):
         return
@@ -60,13 +58,13 @@ def run_gui(
     loop: bool = False,
 ) -> int:
     """Open the main window (on ``uri`` when given) and run the Qt event loop; returns its exit code."""
-    from app.gui.main_window import MainWindow
+    from dvsapp.app.gui.main_window import MainWindow
 
     app = application()
     # import torch and the pipeline now: an import inside the worker thread would hold the GIL
     # for seconds and freeze the first frames of the window
-    import core.classify  # noqa: F401
-    import core.pipeline  # noqa: F401
+    import dvsapp.core.classify  # noqa: F401
+    import dvsapp.core.pipeline  # noqa: F401
 
     window = MainWindow()
     window.loop_check.setChecked(loop)

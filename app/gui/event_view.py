@@ -1,13 +1,13 @@
 """Live event display whose cost does not grow with the event rate.
 
-:class:`EventView` holds one :class:`~app.gui.render.PixelBuffer` (last
+:class:`EventView` holds one :class:`~dvsapp.app.gui.render.PixelBuffer` (last
 timestamp and polarity per pixel).  ``add_events`` scatters events into it
 (vectorised, cheap); drawing decays the buffer against the display time
 (``set_time``) and uploads one RGB image to a pyqtgraph ``ImageItem``.  Redraws
 are throttled to ``max_fps`` by a timer and happen only when something changed.
 
 Thread safety: call every method from the GUI thread; a worker hands events over
-through a queued signal (see :mod:`app.gui.worker`).
+through a queued signal (see :mod:`dvsapp.app.gui.worker`).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
-from app.gui.render import DECAYS, PixelBuffer, render_events_rgb
-from core.events import SensorSize
+from dvsapp.app.gui.render import DECAYS, PixelBuffer, render_events_rgb
+from dvsapp.core.events import SensorSize
 
 pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
 

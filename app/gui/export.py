@@ -1,7 +1,7 @@
 """``dvsapp replay FILE --export video.mp4``: the GUI's views rendered to a video, no window.
 
 Every frame is composed with numpy and OpenCV from the same pure renderers the
-window uses (:mod:`app.gui.render`): the decayed event view with the model-input
+window uses (:mod:`dvsapp.app.gui.render`): the decayed event view with the model-input
 outline, the predicted class and its probability bars, the attention heatmaps of
 the first block, the timesteps of the current window, and a timeline strip with
 the predictions (and the ground truth when the recording has labels).
@@ -20,7 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from app.gui.render import (
+from dvsapp.app.gui.render import (
     TAP_NAMES,
     PixelBuffer,
     class_colour,
@@ -33,9 +33,9 @@ from app.gui.render import (
     taps_to_numpy,
     token_grid_shape,
 )
-from core.atomic import atomic_path
-from core.errors import ConfigError, EventFileError, OutputExistsError
-from core.events import Packet, SensorSize
+from dvsapp.core.atomic import atomic_path
+from dvsapp.core.errors import ConfigError, EventFileError, OutputExistsError
+from dvsapp.core.events import Packet, SensorSize
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 
@@ -241,11 +241,11 @@ def export_video(
     EventFileError, CheckpointError
         Unreadable recording or checkpoint.
     """
-    from app.gui.worker import _file_rate, _make_adapter, _model_config, model_overlay_rect
-    from core.binning import StreamBinner
-    from core.classify import load_classifier
-    from core.io import open_events
-    from core.labels import find_labels
+    from dvsapp.app.gui.worker import _file_rate, _make_adapter, _model_config, model_overlay_rect
+    from dvsapp.core.binning import StreamBinner
+    from dvsapp.core.classify import load_classifier
+    from dvsapp.core.io import open_events
+    from dvsapp.core.labels import find_labels
 
     out_path = Path(out_path)
     if out_path.exists() and not force:

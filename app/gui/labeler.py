@@ -1,4 +1,4 @@
-"""The labeling tool: a thin Qt view over :class:`core.labels.LabelDocument`.
+"""The labeling tool: a thin Qt view over :class:`dvsapp.core.labels.LabelDocument`.
 
 Layout: the event view (scrubbed / played at any speed) and a side panel with the
 class list and the segment table on top; below, a zoomable timeline with the
@@ -33,12 +33,12 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from app.gui.event_view import EventView
-from app.gui.render import class_colour
-from core.classify import load_classifier
-from core.errors import DvsAppError
-from core.events import time_slice
-from core.labels import (
+from dvsapp.app.gui.event_view import EventView
+from dvsapp.app.gui.render import class_colour
+from dvsapp.core.classify import load_classifier
+from dvsapp.core.errors import DvsAppError
+from dvsapp.core.events import time_slice
+from dvsapp.core.labels import (
     LabelDocument,
     Recording,
     Segment,
@@ -353,7 +353,7 @@ class LabelerWindow(QtWidgets.QMainWindow):
 
     Parameters
     ----------
-    recording : a path (read with ``core.io``) or an already loaded :class:`core.labels.Recording`.
+    recording : a path (read with ``dvsapp.core.io``) or an already loaded :class:`dvsapp.core.labels.Recording`.
     recover : what to do with unsaved autosaved edits found on open: ``True`` apply,
         ``False`` drop, ``None`` ask.
     ask_on_close : ask to save unsaved edits when the window closes.
@@ -947,7 +947,7 @@ def run_labeler(
     recording: str | os.PathLike, *, recover: bool | None = None, checkpoint: str | os.PathLike | None = None
 ) -> int:
     """Open the labeling window on ``recording`` and run the Qt event loop; returns the exit status."""
-    from app.gui.app import application
+    from dvsapp.app.gui.app import application
 
     app = application()
     window = LabelerWindow(recording, recover=recover, checkpoint=checkpoint)

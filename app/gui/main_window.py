@@ -1,7 +1,7 @@
 """The dvsapp main window: event view, timesteps, attention firing, predictions, timeline.
 
 Only this (GUI) thread touches widgets.  The session runs in
-:class:`app.gui.worker.PlaybackWorker`'s thread; its results arrive through
+:class:`dvsapp.app.gui.worker.PlaybackWorker`'s thread; its results arrive through
 queued signals and are stored as "latest"; a ``QTimer`` redraws the views at
 most :attr:`MainWindow.MAX_FPS` times per second from the latest data, so the
 redraw cost is independent of the event and window rates.
@@ -19,13 +19,13 @@ from pathlib import Path
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from app.gui.event_view import EventView
-from app.gui.render import DECAYS
-from app.gui.timeline import Timeline
-from app.gui.views import AttentionView, PredictionView, TimestepView
-from app.gui.worker import MAX_SPEED, ModelInfo, PlaybackWorker, Result, SourceInfo, file_path_of
-from core.errors import DvsAppError
-from core.gestures import GESTURE_CLASSES
+from dvsapp.app.gui.event_view import EventView
+from dvsapp.app.gui.render import DECAYS
+from dvsapp.app.gui.timeline import Timeline
+from dvsapp.app.gui.views import AttentionView, PredictionView, TimestepView
+from dvsapp.app.gui.worker import MAX_SPEED, ModelInfo, PlaybackWorker, Result, SourceInfo, file_path_of
+from dvsapp.core.errors import DvsAppError
+from dvsapp.core.gestures import GESTURE_CLASSES
 
 ORGANISATION = "dvsapp"
 APPLICATION = "dvsapp"
@@ -415,7 +415,7 @@ class MainWindow(QtWidgets.QMainWindow):
         """
         if path is not None:
             try:
-                from core.model import load_checkpoint
+                from dvsapp.core.model import load_checkpoint
 
                 load_checkpoint(path)
             except DvsAppError as exc:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.events import SensorSize
+from dvsapp.core.events import SensorSize
 
 NEVER_US = np.iinfo(np.int64).min // 4
 """Timestamp stored in pixels that have not seen an event (far in the past, no overflow on ``now - t``)."""
@@ -367,7 +367,7 @@ TAP_NAMES = ("q", "k", "v", "out")
 def taps_to_numpy(taps) -> dict[int, dict[str, np.ndarray]]:
     """Attention taps as ``{block: {name: float32 [T, heads, N]}}`` (first sample of the batch).
 
-    Accepts a :class:`core.model.taps.TapRecorder` (``attention[block][name]``
+    Accepts a :class:`dvsapp.core.model.taps.TapRecorder` (``attention[block][name]``
     ``[T, B, heads, N]``) or a plain nested dict of arrays shaped ``[T, heads, N]``
     or ``[T, B, heads, N]``; anything else gives ``{}``.
     """

@@ -15,7 +15,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from app.gui.render import class_colour
+from dvsapp.app.gui.render import class_colour
 
 
 class _SeekViewBox(pg.ViewBox):

@@ -14,7 +14,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from app.gui.render import (
+from dvsapp.app.gui.render import (
     TAP_NAMES,
     frames_to_rgb,
     heatmap_rgb,
@@ -115,7 +115,7 @@ class PredictionView(QtWidgets.QWidget):
 
     def update_probs(self, probs: np.ndarray, class_id: int | None, *, label: str | None = None) -> None:
         """Draw ``probs [C]`` and highlight ``class_id`` (None = nothing yet)."""
-        from app.gui.render import class_colour
+        from dvsapp.app.gui.render import class_colour
 
         probs = np.asarray(probs, dtype=np.float64)
         if self._bars is not None:
@@ -140,7 +140,7 @@ class PredictionView(QtWidgets.QWidget):
         self._conf.setText(f"confidence {self.top_confidence:.0%}")
 
     def update_prediction(self, prediction) -> None:
-        """Show a :class:`core.classify.Prediction`."""
+        """Show a :class:`dvsapp.core.classify.Prediction`."""
         self.update_probs(np.asarray(prediction.probs), int(prediction.class_id), label=prediction.label)
 
 

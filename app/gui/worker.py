@@ -6,7 +6,7 @@ Threads and hand-off
 ``threading.Thread``.  That thread runs its own asyncio loop with the session
 (:func:`_Session.run`): it reads packets from the source, paces file replays
 (speed, pause, seek, loop), feeds the packets through the model's input adapter
-and :class:`core.binning.StreamBinner`, and steps the classifier once per window.
+and :class:`dvsapp.core.binning.StreamBinner`, and steps the classifier once per window.
 
 Results leave the thread in two ways, and only the GUI thread touches widgets:
 
@@ -32,8 +32,8 @@ from typing import Any
 import numpy as np
 from PySide6 import QtCore
 
-from core.errors import DvsAppError, SourceError
-from core.events import Packet, SensorSize, concat, empty_events
+from dvsapp.core.errors import DvsAppError, SourceError
+from dvsapp.core.events import Packet, SensorSize, concat, empty_events
 
 MAX_SPEED = 0.0
 """``speed`` value meaning "as fast as possible"."""
@@ -108,7 +108,7 @@ def file_path_of(uri: str) -> Path | None:
 def model_overlay_rect(sensor: SensorSize, input_hw: tuple[int, int]) -> tuple[int, int, int, int]:
     """The sensor region the model sees: the ``SpatialAdapter`` region when available, else a centre crop."""
     try:
-        from core.filters import SpatialAdapter
+        from dvsapp.core.filters import SpatialAdapter
 
         adapter = SpatialAdapter(sensor, SensorSize(input_hw[1], input_hw[0], sensor.polarities))
         for attr in ("crop_rect", "rect", "region", "source_rect"):
@@ -124,7 +124,7 @@ def model_overlay_rect(sensor: SensorSize, input_hw: tuple[int, int]) -> tuple[i
 
 
 class _TapSource:
-    """A proxy around a :class:`core.sources.Source` that shows every packet to ``on_packet`` first.
+    """A proxy around a :class:`dvsapp.core.sources.Source` that shows every packet to ``on_packet`` first.
 
     Attribute reads and writes go to the wrapped source (the pipeline sets
     ``on_status`` and calls ``pause``/``seek``/... on it); only iteration is tapped.
@@ -180,7 +180,7 @@ class _SourceControls:
 
 
 class PlaybackWorker(QtCore.QObject):
-    """Runs one source/model session at a time in a worker thread (a :class:`core.pipeline.Pipeline`).
+    """Runs one source/model session at a time in a worker thread (a :class:`dvsapp.core.pipeline.Pipeline`).
 
     Signals
     -------
@@ -373,7 +373,7 @@ class _Session:
             self.worker.sigFinished.emit(self.session_id)
 
     async def run(self) -> None:
-        from core.sources import open_source
+        from dvsapp.core.sources import open_source
 
         if self.use_model:
             await asyncio.to_thread(self._load_model)
@@ -394,7 +394,7 @@ class _Session:
             source.close()
             return
         if self.classifier is not None:
-            from core.pipeline import CallbackSink, Pipeline
+            from dvsapp.core.pipeline import CallbackSink, Pipeline
 
             pipeline = Pipeline(
                 tapped,
@@ -425,7 +425,7 @@ class _Session:
     def _load_model(self) -> None:
         import copy
 
-        from core.classify import load_classifier
+        from dvsapp.core.classify import load_classifier
 
         try:
             self.classifier = load_classifier(
@@ -449,11 +449,11 @@ class _Session:
         )
 
     def _file_info(self, info: SourceInfo) -> SourceInfo:
-        from core.io import open_events
+        from dvsapp.core.io import open_events
 
         labels: list = []
         try:
-            from core.labels import find_labels
+            from dvsapp.core.labels import find_labels
 
             labels = find_labels(self.path) or []
         except DvsAppError as exc:
@@ -492,7 +492,7 @@ class _Session:
         if want != self.writer_path:
             self._close_writer()
             if want is not None:
-                from core.io import open_writer
+                from dvsapp.core.io import open_writer
 
                 try:
                     cm = open_writer(want, self.sensor, force=True)
@@ -565,17 +565,17 @@ def _model_config(classifier):
 def _make_adapter(in_size: SensorSize, out_size: SensorSize) -> Callable[[np.ndarray], np.ndarray] | None:
     if in_size[:2] == out_size[:2]:
         return None
-    from core.filters import SpatialAdapter
+    from dvsapp.core.filters import SpatialAdapter
 
     return SpatialAdapter(in_size, out_size)
 
 
 def _energy_uj(model, window) -> float | None:
-    """Estimated energy of one window in µJ (:func:`core.model.estimate_energy` on ``model``), or None."""
+    """Estimated energy of one window in µJ (:func:`dvsapp.core.model.estimate_energy` on ``model``), or None."""
     try:
         import torch
 
-        from core.model import estimate_energy
+        from dvsapp.core.model import estimate_energy
 
         frames = torch.as_tensor(np.asarray(window.frames, dtype=np.float32))
         with torch.inference_mode():

@@ -1,6 +1,6 @@
 """Readers and writers of DVS event files, behind two entry points.
 
-``open_events(path)`` sniffs the format from the file's bytes (``core.io.sniff``)
+``open_events(path)`` sniffs the format from the file's bytes (``dvsapp.core.io.sniff``)
 and returns an :class:`EventReader` with ``sensor_size``, ``metadata``,
 ``read_all()`` and a streaming ``packets(max_events=..., dt_us=None)``.
 
@@ -38,18 +38,18 @@ from typing import Protocol
 
 import numpy as np
 
-from core.atomic import commit
-from core.errors import EventDataError, OutputExistsError, UnsupportedFormat
-from core.events import EVENT_DTYPE, SensorSize, as_events
-from core.io.aedat4 import Aedat4Reader, Aedat4Writer
-from core.io.aedat_legacy import Aedat2Reader, Aedat31Reader
-from core.io.base import EventReader, packetize
-from core.io.hdf5 import Hdf5Reader, Hdf5Writer, read_hdf5_labels
-from core.io.nmnist import NmnistReader
-from core.io.numpy_io import NpyReader, NpzReader, NpzWriter
-from core.io.prophesee import DatReader, Evt2Reader, Evt3Reader
-from core.io.sniff import sniff_format
-from core.io.text import CsvReader, CsvWriter
+from dvsapp.core.atomic import commit
+from dvsapp.core.errors import EventDataError, OutputExistsError, UnsupportedFormat
+from dvsapp.core.events import EVENT_DTYPE, SensorSize, as_events
+from dvsapp.core.io.aedat4 import Aedat4Reader, Aedat4Writer
+from dvsapp.core.io.aedat_legacy import Aedat2Reader, Aedat31Reader
+from dvsapp.core.io.base import EventReader, packetize
+from dvsapp.core.io.hdf5 import Hdf5Reader, Hdf5Writer, read_hdf5_labels
+from dvsapp.core.io.nmnist import NmnistReader
+from dvsapp.core.io.numpy_io import NpyReader, NpzReader, NpzWriter
+from dvsapp.core.io.prophesee import DatReader, Evt2Reader, Evt3Reader
+from dvsapp.core.io.sniff import sniff_format
+from dvsapp.core.io.text import CsvReader, CsvWriter
 
 __all__ = [
     "EventReader",
@@ -152,7 +152,7 @@ class EventWriter:
         events = as_events(events)
         if not len(events):
             return
-        from core.events import validate
+        from dvsapp.core.events import validate
 
         validate(events, self.sensor_size, path=self.path)
         if self._last_t is not None and int(events["t"][0]) < self._last_t:

@@ -331,11 +331,11 @@ def to_events_checked(t, x, y, p, width: int, height: int) -> np.ndarray | None:
 
     Returns ``None`` when numba is missing, the input is empty, or a timestamp is
     unsorted / a coordinate lies outside ``width x height``: the caller then runs its
-    plain conversion and :class:`core.io.base.EventChecker`, which reports the bad event.
+    plain conversion and :class:`dvsapp.core.io.base.EventChecker`, which reports the bad event.
     """
     if convert_checked is None or not len(t):
         return None
-    from core.events import EVENT_DTYPE
+    from dvsapp.core.events import EVENT_DTYPE
 
     ev = np.empty(len(t), dtype=EVENT_DTYPE)
     _, ok = convert_checked(

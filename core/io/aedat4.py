@@ -28,10 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
-from core.errors import EventFileError
-from core.events import EVENT_DTYPE, SensorSize, concat, empty_events
-from core.io import _kernels
-from core.io.base import EventChecker, EventReader
+from dvsapp.core.errors import EventFileError
+from dvsapp.core.events import EVENT_DTYPE, SensorSize, concat, empty_events
+from dvsapp.core.io import _kernels
+from dvsapp.core.io.base import EventChecker, EventReader
 
 MAGIC = b"#!AER-DAT4.0\r\n"
 MAX_HEADER_BYTES = 16 << 20
@@ -302,7 +302,7 @@ class Aedat4Reader(EventReader):
 
     ``metadata`` adds ``streams`` (stream id -> type), ``compression`` and
     ``n_packets``; ``camera`` is the event stream's ``source`` attribute.
-    ``duration_us`` stays None (known after a full read, see ``core.io.info``).
+    ``duration_us`` stays None (known after a full read, see ``dvsapp.core.io.info``).
     """
 
     format_name = "aedat4"

@@ -46,10 +46,10 @@ from pathlib import Path
 
 import numpy as np
 
-from core.errors import EventFileError, UnsupportedFormat
-from core.events import EVENT_DTYPE, SensorSize, empty_events
-from core.io import _kernels
-from core.io.base import DEFAULT_CHUNK_EVENTS, EventChecker, EventReader
+from dvsapp.core.errors import EventFileError, UnsupportedFormat
+from dvsapp.core.events import EVENT_DTYPE, SensorSize, empty_events
+from dvsapp.core.io import _kernels
+from dvsapp.core.io.base import DEFAULT_CHUNK_EVENTS, EventChecker, EventReader
 
 MAX_HEADER_BYTES = 16 << 20
 """Header lines beyond this many bytes mean a corrupt file (jAER prefs dumps stay far below)."""

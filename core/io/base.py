@@ -6,14 +6,14 @@ of that one method:
 
 * :meth:`EventReader.read_all` concatenates the chunks (formats with a faster
   whole-file path override it);
-* :meth:`EventReader.packets` regroups the chunks into :class:`core.events.Packet`
+* :meth:`EventReader.packets` regroups the chunks into :class:`dvsapp.core.events.Packet`
   objects, by event count or by time slice, so that memory stays bounded by a
   chunk whatever the file size;
 * every chunk is checked as it passes: timestamps non-decreasing (also across
   chunk boundaries) and coordinates inside the sensor.  A violation raises
-  :class:`core.errors.EventFileError` naming the file and the event index.
+  :class:`dvsapp.core.errors.EventFileError` naming the file and the event index.
 
-Packet contract (see ``core.events.Packet``): all events of a packet have
+Packet contract (see ``dvsapp.core.events.Packet``): all events of a packet have
 ``t < until_us`` and once a packet is yielded every event with ``t < until_us``
 has been delivered.  A packet never splits events that share a timestamp,
 so ``until_us`` is always the timestamp of the first event not yet delivered
@@ -29,9 +29,9 @@ from typing import Any
 
 import numpy as np
 
-from core.errors import EventFileError, UnsupportedFormat
-from core.events import EVENT_DTYPE, Packet, SensorSize, concat, empty_events
-from core.io import _kernels
+from dvsapp.core.errors import EventFileError, UnsupportedFormat
+from dvsapp.core.events import EVENT_DTYPE, Packet, SensorSize, concat, empty_events
+from dvsapp.core.io import _kernels
 
 DEFAULT_CHUNK_EVENTS = 1 << 20
 """Events decoded per chunk (about 13 MB of EVENT_DTYPE)."""

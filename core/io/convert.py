@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from core.errors import ConfigError
-from core.events import SensorSize
-from core.io import open_events, open_writer
-from core.io.base import DEFAULT_CHUNK_EVENTS
+from dvsapp.core.errors import ConfigError
+from dvsapp.core.events import SensorSize
+from dvsapp.core.io import open_events, open_writer
+from dvsapp.core.io.base import DEFAULT_CHUNK_EVENTS
 
 
 @dataclass(frozen=True)

@@ -28,9 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from core.errors import DvsAppError, EventFileError, UnsupportedFormat
-from core.events import EVENT_DTYPE, SensorSize
-from core.io.base import EventReader
+from dvsapp.core.errors import DvsAppError, EventFileError, UnsupportedFormat
+from dvsapp.core.events import EVENT_DTYPE, SensorSize
+from dvsapp.core.io.base import EventReader
 
 CHUNK_ROWS = 1 << 17
 FORMAT_VERSION = 1
@@ -145,8 +145,8 @@ class Hdf5Reader(EventReader):
         with _h5_errors(self.path, "event data"), h5py.File(self.path, "r") as f:
             grp = f["events"]
             cols = {c: grp[c][...] for c, _ in _COLS}
-        from core.io import _kernels
-        from core.io.base import EventChecker
+        from dvsapp.core.io import _kernels
+        from dvsapp.core.io.base import EventChecker
 
         if all(cols[c].dtype.kind in "iub" for c in "xytp"):
             w, h = self.sensor_size.width, self.sensor_size.height

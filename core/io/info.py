@@ -6,9 +6,9 @@ import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
-from core.io import open_events
-from core.io.base import DEFAULT_CHUNK_EVENTS
-from core.labels import labels_path_for
+from dvsapp.core.io import open_events
+from dvsapp.core.io.base import DEFAULT_CHUNK_EVENTS
+from dvsapp.core.labels import labels_path_for
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ def describe(
     """Read ``path`` once (streaming) and summarise it.
 
     Every event is decoded and checked, so a corrupt file raises here
-    (:class:`core.errors.EventFileError`).  ``labels_path`` is the DVS Gesture
+    (:class:`dvsapp.core.errors.EventFileError`).  ``labels_path`` is the DVS Gesture
     ``<stem>_labels.csv`` beside the file when it exists.
     """
     reader = open_events(path)

@@ -19,10 +19,10 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from core.errors import EventFileError
-from core.events import EVENT_DTYPE, SensorSize
-from core.io import _kernels
-from core.io.base import DEFAULT_CHUNK_EVENTS, EventReader
+from dvsapp.core.errors import EventFileError
+from dvsapp.core.events import EVENT_DTYPE, SensorSize
+from dvsapp.core.io import _kernels
+from dvsapp.core.io.base import DEFAULT_CHUNK_EVENTS, EventReader
 
 OVERFLOW_Y = 240
 OVERFLOW_INCREMENT_US = 1 << 13

@@ -28,9 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from core.errors import EventFileError, UnsupportedFormat
-from core.events import EVENT_DTYPE, SensorSize, as_events
-from core.io.base import EventReader
+from dvsapp.core.errors import EventFileError, UnsupportedFormat
+from dvsapp.core.events import EVENT_DTYPE, SensorSize, as_events
+from dvsapp.core.io.base import EventReader
 
 _FIELDS = ("x", "y", "t", "p")
 

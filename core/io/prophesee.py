@@ -29,11 +29,11 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from core.errors import EventFileError
-from core.events import EVENT_DTYPE, SensorSize
-from core.io import _kernels
-from core.io.base import EventReader
-from core.io.sniff import prophesee_header
+from dvsapp.core.errors import EventFileError
+from dvsapp.core.events import EVENT_DTYPE, SensorSize
+from dvsapp.core.io import _kernels
+from dvsapp.core.io.base import EventReader
+from dvsapp.core.io.sniff import prophesee_header
 
 #: sensor size by substring of the RAW header's ``plugin_name`` / ``sensor_generation``
 PLUGIN_SIZES: dict[str, SensorSize] = {
@@ -136,7 +136,7 @@ class PropheseeReader(EventReader):
             raise EventFileError(
                 f"corrupt {self.format_name} data: {' '.join(str(exc).split())}", path=self.path
             ) from None
-        from core.io.base import EventChecker
+        from dvsapp.core.io.base import EventChecker
 
         if arr is None:  # expelliarmus returns None when the file holds no event
             return np.empty(0, dtype=EVENT_DTYPE)

@@ -1,6 +1,6 @@
 """Format detection from a file's first bytes (the extension only breaks ties).
 
-Each format has a key used by the reader registry in ``core.io``:
+Each format has a key used by the reader registry in ``dvsapp.core.io``:
 
 =============  ==============================================================
 key            signature
@@ -24,8 +24,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from core.errors import UnsupportedFormat
-from core.io.base import check_input_file
+from dvsapp.core.errors import UnsupportedFormat
+from dvsapp.core.io.base import check_input_file
 
 SNIFF_BYTES = 1 << 16
 

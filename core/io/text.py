@@ -25,10 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
-from core.errors import EventFileError
-from core.events import EVENT_DTYPE, SensorSize
-from core.io import _kernels
-from core.io.base import EventReader
+from dvsapp.core.errors import EventFileError
+from dvsapp.core.events import EVENT_DTYPE, SensorSize
+from dvsapp.core.io import _kernels
+from dvsapp.core.io.base import EventReader
 
 _ALIASES = {
     "t": "t",

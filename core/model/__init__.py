@@ -2,19 +2,19 @@
 
 Typical use::
 
-    from core.model import preset, build_model
+    from dvsapp.core.model import preset, build_model
     model = build_model(preset("tiny")).eval()
     logits, state = model(frames)            # frames [T, B, P, H, W]
     logits, state = model(next_frames, state)
 """
 
-from core.model import config as _config
-from core.model.attention import ATTENTIONS
-from core.model.checkpoint import bundled_checkpoint, load_checkpoint, save_checkpoint
-from core.model.config import PRESETS, ModelConfig, preset
-from core.model.energy import E_AC_PJ, E_MAC_PJ, EnergyReport, LayerEnergy, estimate_energy
-from core.model.network import POOLINGS, ModelState, SpikingTransformer, build_model
-from core.model.taps import AttentionOps, TapRecorder
+from dvsapp.core.model import config as _config
+from dvsapp.core.model.attention import ATTENTIONS
+from dvsapp.core.model.checkpoint import bundled_checkpoint, load_checkpoint, save_checkpoint
+from dvsapp.core.model.config import PRESETS, ModelConfig, preset
+from dvsapp.core.model.energy import E_AC_PJ, E_MAC_PJ, EnergyReport, LayerEnergy, estimate_energy
+from dvsapp.core.model.network import POOLINGS, ModelState, SpikingTransformer, build_model
+from dvsapp.core.model.taps import AttentionOps, TapRecorder
 
 _config._fill_presets()
 

@@ -27,8 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.model.layers import LIFLayer, Run
-from core.model.taps import AttentionOps
+from dvsapp.core.model.layers import LIFLayer, Run
+from dvsapp.core.model.taps import AttentionOps
 
 __all__ = [
     "ATTENTIONS",

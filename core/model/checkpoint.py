@@ -20,10 +20,10 @@ from typing import Any
 
 import torch
 
-from core.atomic import atomic_path
-from core.errors import CheckpointError, ConfigError
-from core.model.config import ModelConfig
-from core.model.network import SpikingTransformer, build_model
+from dvsapp.core.atomic import atomic_path
+from dvsapp.core.errors import CheckpointError, ConfigError
+from dvsapp.core.model.config import ModelConfig
+from dvsapp.core.model.network import SpikingTransformer, build_model
 
 __all__ = ["CHECKPOINT_FORMAT", "bundled_checkpoint", "load_checkpoint", "save_checkpoint"]
 
@@ -31,8 +31,10 @@ CHECKPOINT_FORMAT = "dvsapp-spiking-transformer/1"
 
 
 def bundled_checkpoint() -> Path:
-    """Path of the shipped model, ``core/model/pretrained/tiny_synth.safetensors`` (may not exist)."""
-    return Path(__file__).resolve().parent / "pretrained" / "tiny_synth.safetensors"
+    """Path of the shipped model (package data; may not exist)."""
+    from dvsapp.core.resources import bundled_checkpoint as _bundled
+
+    return _bundled()
 
 
 def save_checkpoint(

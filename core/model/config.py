@@ -12,15 +12,15 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.errors import ConfigError
-from core.gestures import GESTURE_CLASSES
+from dvsapp.core.errors import ConfigError
+from dvsapp.core.gestures import GESTURE_CLASSES
 
 __all__ = ["ModelConfig", "PRESETS", "preset"]
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Architecture and neuron settings of a :class:`~core.model.SpikingTransformer`.
+    """Architecture and neuron settings of a :class:`~dvsapp.core.model.SpikingTransformer`.
 
     Attributes
     ----------
@@ -41,9 +41,9 @@ class ModelConfig:
         Downsampling factor of the patch splitting, a power of two from 1 to 16; the
         token grid is ``input_hw / patch_size``.
     attention : str
-        Key of :data:`core.model.attention.ATTENTIONS`: ``ssa``, ``sdsa``, ``lrf``, ``lsssa``.
+        Key of :data:`dvsapp.core.model.attention.ATTENTIONS`: ``ssa``, ``sdsa``, ``lrf``, ``lsssa``.
     pooling : str
-        Key of :data:`core.model.network.POOLINGS`: ``max`` or ``spool`` (Spiking Response Pooling).
+        Key of :data:`dvsapp.core.model.network.POOLINGS`: ``max`` or ``spool`` (Spiking Response Pooling).
     v_th, attn_v_th : float
         Firing thresholds of ordinary and attention neurons.
     tau_mem_inv : float
@@ -141,8 +141,8 @@ class ModelConfig:
     # --------------------------------------------------------------- checking
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the first inconsistent field."""
-        from core.model.attention import ATTENTIONS  # late: attention imports config
-        from core.model.network import POOLINGS
+        from dvsapp.core.model.attention import ATTENTIONS  # late: attention imports config
+        from dvsapp.core.model.network import POOLINGS
 
         def bad(reason: str) -> ConfigError:
             return ConfigError(f"model config: {reason}")

@@ -8,7 +8,7 @@ per sample and timestep, and input firing rate ``r`` (fraction of non-zero input
     E_first = E_MAC * T * FLOPs          the first layer sees event counts: MACs, E_MAC = 4.6 pJ
 
 The attention's spike mixing adds its own accumulates (see
-:meth:`core.model.attention.SpikingAttention.count_ops`).  The ANN reference is the
+:meth:`dvsapp.core.model.attention.SpikingAttention.count_ops`).  The ANN reference is the
 same network with every layer a MAC layer (``E_MAC * T * FLOPs``) and vanilla
 ``softmax(Q K^T) V`` attention (``2 N^2 D`` MACs per timestep).  All figures are per
 window (``T`` timesteps) and per sample.
@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from core.model.network import SpikingTransformer
-from core.model.taps import TapRecorder
+from dvsapp.core.model.network import SpikingTransformer
+from dvsapp.core.model.taps import TapRecorder
 
 __all__ = ["E_AC_PJ", "E_MAC_PJ", "EnergyReport", "LayerEnergy", "estimate_energy", "synaptic_ops"]
 

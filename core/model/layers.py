@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from core.model.neurons import LIFBoxFeedForwardState, SpikeDrivenLIFCell, lif_parameters
-from core.model.taps import TapRecorder
+from dvsapp.core.model.neurons import LIFBoxFeedForwardState, SpikeDrivenLIFCell, lif_parameters
+from dvsapp.core.model.taps import TapRecorder
 
 __all__ = ["LIFLayer", "Run"]
 
@@ -44,7 +44,7 @@ class LIFLayer(nn.Module):
     v_th : float
         Firing threshold.
     tau_mem_inv, surrogate_alpha, dt : float
-        Neuron parameters (see :func:`core.model.neurons.lif_parameters`).
+        Neuron parameters (see :func:`dvsapp.core.model.neurons.lif_parameters`).
     """
 
     def __init__(
@@ -97,7 +97,7 @@ class LIFLayer(nn.Module):
     def _inference_steps(
         self, x: torch.Tensor, state: LIFBoxFeedForwardState
     ) -> tuple[torch.Tensor, LIFBoxFeedForwardState]:
-        """:func:`core.model.neurons.sdt_lif_step` over time, for the forward pass only.
+        """:func:`dvsapp.core.model.neurons.sdt_lif_step` over time, for the forward pass only.
 
         Same arithmetic in the same order for the membrane (``v + dt*tau_mem_inv *
         (x + v_leak - v)``); ``v >= v_th`` equals the cell's ``1 - H(v_th - v)``

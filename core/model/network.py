@@ -27,12 +27,12 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from core.errors import ConfigError
-from core.model.attention import ATTENTIONS
-from core.model.config import ModelConfig
-from core.model.layers import LIFLayer, Run
-from core.model.neurons import LIFBoxFeedForwardState, LIState, head_integrator
-from core.model.taps import TapRecorder
+from dvsapp.core.errors import ConfigError
+from dvsapp.core.model.attention import ATTENTIONS
+from dvsapp.core.model.config import ModelConfig
+from dvsapp.core.model.layers import LIFLayer, Run
+from dvsapp.core.model.neurons import LIFBoxFeedForwardState, LIState, head_integrator
+from dvsapp.core.model.taps import TapRecorder
 
 __all__ = [
     "POOLINGS",

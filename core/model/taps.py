@@ -9,7 +9,7 @@ and its return type does not change.  The recorder keeps small tensors on the CP
 - ``rates[layer]``: mean firing rate (spikes per neuron per timestep) of every
   spiking layer, in forward order;
 - ``attention_ops[block]``: synaptic-operation counts of the attention's spike
-  mixing, used by :func:`core.model.energy.estimate_energy`.
+  mixing, used by :func:`dvsapp.core.model.energy.estimate_energy`.
 
 A recorder accumulates one forward call; use a fresh one (or :meth:`clear`) per call.
 """

@@ -1,8 +1,8 @@
 """Async event sources behind one URI scheme.
 
 ``open_source(uri)`` returns a :class:`Source`: an async iterator of
-:class:`~core.events.Packet` with ``sensor_size`` and ``live``.  See
-:mod:`core.sources.base` for the stream contract.
+:class:`~dvsapp.core.events.Packet` with ``sensor_size`` and ``live``.  See
+:mod:`dvsapp.core.sources.base` for the stream contract.
 
 ==========================  ==============================================================
 URI                         source
@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from core.errors import SourceError
-from core.sources.base import ArraySource, ReplaySource, Source, SourceURI, iter_packets, parse_uri
+from dvsapp.core.errors import SourceError
+from dvsapp.core.sources.base import ArraySource, ReplaySource, Source, SourceURI, iter_packets, parse_uri
 
 __all__ = [
     "ArraySource",
@@ -37,31 +37,31 @@ __all__ = [
 
 
 def _file(uri: SourceURI) -> Source:
-    from core.sources.file import open_file_source
+    from dvsapp.core.sources.file import open_file_source
 
     return open_file_source(uri)
 
 
 def _dv(uri: SourceURI) -> Source:
-    from core.sources.dv import open_dv_source
+    from dvsapp.core.sources.dv import open_dv_source
 
     return open_dv_source(uri)
 
 
 def _inivation(uri: SourceURI) -> Source:
-    from core.sources.camera import open_inivation_source
+    from dvsapp.core.sources.camera import open_inivation_source
 
     return open_inivation_source(uri)
 
 
 def _webcam(uri: SourceURI) -> Source:
-    from core.sources.camera import open_webcam_source
+    from dvsapp.core.sources.camera import open_webcam_source
 
     return open_webcam_source(uri)
 
 
 def _synthetic(uri: SourceURI) -> Source:
-    from core.sources.synthetic import open_synthetic_source
+    from dvsapp.core.sources.synthetic import open_synthetic_source
 
     return open_synthetic_source(uri)
 
@@ -85,7 +85,7 @@ def open_source(uri: str, **params: object) -> Source:
     Parameters
     ----------
     uri : str
-        See the table in :mod:`core.sources`.
+        See the table in :mod:`dvsapp.core.sources`.
     **params
         Extra query parameters (override those in the URI), e.g. ``speed=0``.
 

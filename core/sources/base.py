@@ -2,7 +2,7 @@
 
 Stream contract
 ---------------
-A :class:`Source` is an async iterator of :class:`~core.events.Packet`.  Every
+A :class:`Source` is an async iterator of :class:`~dvsapp.core.events.Packet`.  Every
 packet holds events sorted by ``t`` (microseconds) with ``t < until_us``; the
 ``until_us`` of successive packets never decreases, and an empty packet is fine
 (it only moves time forward).  ``sensor_size`` is known as soon as the source is
@@ -10,7 +10,7 @@ open.  ``live`` tells the pipeline which backpressure policy applies: a live
 source is never blocked (late windows are dropped), a replayed one is (nothing
 is dropped).
 
-Sources are opened by :func:`core.sources.open_source` from a URI::
+Sources are opened by :func:`dvsapp.core.sources.open_source` from a URI::
 
     file:PATH?speed=1&loop=0   (or a bare PATH)
     dv://HOST:PORT
@@ -21,7 +21,7 @@ Sources are opened by :func:`core.sources.open_source` from a URI::
 Controls (``pause``, ``resume``, ``set_speed``, ``seek``) are called from the
 thread that runs the source's event loop (the pipeline forwards calls made from
 other threads).  ``seek`` and ``set_speed`` exist only where ``seekable`` /
-``pace-able`` make sense; elsewhere they raise :class:`~core.errors.SourceError`.
+``pace-able`` make sense; elsewhere they raise :class:`~dvsapp.core.errors.SourceError`.
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ from urllib.parse import parse_qsl, unquote
 
 import numpy as np
 
-from core.errors import DvsAppError, EventFileError, SourceError
-from core.events import Packet, SensorSize, empty_events
+from dvsapp.core.errors import DvsAppError, EventFileError, SourceError
+from dvsapp.core.events import Packet, SensorSize, empty_events
 
 StatusCallback = Callable[[str], None]
 

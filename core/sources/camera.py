@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator
 
 import numpy as np
 
-from core.errors import SourceError
-from core.events import Packet, SensorSize, concat
-from core.sources.base import Source, SourceURI
-from core.sources.dv import dv_store_to_events
+from dvsapp.core.errors import SourceError
+from dvsapp.core.events import Packet, SensorSize, concat
+from dvsapp.core.sources.base import Source, SourceURI
+from dvsapp.core.sources.dv import dv_store_to_events
 
 __all__ = ["InivationSource", "WebcamSource", "open_inivation_source", "open_webcam_source"]
 
@@ -108,7 +108,7 @@ class InivationSource(Source):
 
 
 class WebcamSource(Source):
-    """An OpenCV camera whose frames go through the DVS emulator (:class:`core.emulator.DvsEmulator`).
+    """An OpenCV camera whose frames go through the DVS emulator (:class:`dvsapp.core.emulator.DvsEmulator`).
 
     Parameters
     ----------
@@ -134,7 +134,7 @@ class WebcamSource(Source):
     ) -> None:
         import cv2
 
-        from core.emulator import DvsEmulator
+        from dvsapp.core.emulator import DvsEmulator
 
         text = uri or f"webcam:{index}"
         try:  # OpenCV's own warnings about an absent camera would only repeat our one line

@@ -1,7 +1,7 @@
 """``dv://HOST:PORT``: a live AEDAT4 event stream from DV software or a dv-processing ``NetworkWriter``.
 
 The real protocol is spoken by ``dv_processing.io.NetworkReader``, run in a child
-process (:mod:`core.sources.dv_reader`): garbage on the wire makes that reader abort
+process (:mod:`dvsapp.core.sources.dv_reader`): garbage on the wire makes that reader abort
 its process, and it holds the GIL while connecting, so in-process it could take the
 whole app down or freeze it.  When the stream drops (server killed or restarted,
 connection cut or closed mid-packet, garbage, or no data for ``stall_s``), the
@@ -27,9 +27,9 @@ from collections.abc import AsyncIterator, Callable
 
 import numpy as np
 
-from core.errors import SourceError
-from core.events import EVENT_DTYPE, Packet, SensorSize, concat, make_events
-from core.sources.base import Source, SourceURI
+from dvsapp.core.errors import SourceError
+from dvsapp.core.events import EVENT_DTYPE, Packet, SensorSize, concat, make_events
+from dvsapp.core.sources.base import Source, SourceURI
 
 __all__ = ["DvNetworkSource", "dv_store_to_events", "open_dv_source"]
 
@@ -43,7 +43,7 @@ def dv_store_to_events(store) -> np.ndarray:
 
 
 class _ReaderProcess:
-    """One connection: a :mod:`core.sources.dv_reader` child process and the thread that reads its frames.
+    """One connection: a :mod:`dvsapp.core.sources.dv_reader` child process and the thread that reads its frames.
 
     Raises
     ------
@@ -54,21 +54,14 @@ class _ReaderProcess:
 
     def __init__(self, host: str, port: int, *, connect_timeout_s: float, text: str, max_batches: int = 256):
         import json
-        import os
         import subprocess
         import sys
-        from pathlib import Path
 
-        root = str(Path(__file__).resolve().parents[2])
-        env = dict(os.environ)
-        env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "core.sources.dv_reader", host, str(int(port))],
+            [sys.executable, "-m", "dvsapp.core.sources.dv_reader", host, str(int(port))],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            env=env,
-            cwd=root,
         )
         self.batches: queue.Queue = queue.Queue(max_batches)
         self.ended = False
@@ -94,7 +87,7 @@ class _ReaderProcess:
 
     def _pump(self) -> None:
         """Read the child's frames into ``batches`` (thread); ``("end", None)`` last."""
-        from core.sources.dv_reader import FRAME_HEAD
+        from dvsapp.core.sources.dv_reader import FRAME_HEAD
 
         f = self.proc.stdout
         try:
@@ -195,7 +188,7 @@ class DvNetworkSource(Source):
     """Live events from a TCP AEDAT4 stream (DV software's network output or ``NetworkWriter``).
 
     The stream is read by ``dv_processing.io.NetworkReader`` in a child process
-    (:mod:`core.sources.dv_reader`), so a stream that crashes or hangs the reader
+    (:mod:`dvsapp.core.sources.dv_reader`), so a stream that crashes or hangs the reader
     only costs a reconnect.  The source only connects out.
 
     Parameters
@@ -432,7 +425,7 @@ def serve_events(
     """
     import dv_processing as dv
 
-    from core.sources.base import iter_packets
+    from dvsapp.core.sources.base import iter_packets
 
     stream = dv.io.Stream.EventStream(0, "events", camera, (int(sensor_size[0]), int(sensor_size[1])))
     writer = dv.io.NetworkWriter(host, int(port), stream)
@@ -481,12 +474,14 @@ def serve_events(
 
 
 def _serve_main(argv: list[str] | None = None) -> None:
-    """``python -m core.sources.dv FILE PORT [--speed S] [--loop] [--linger S]``."""
+    """``python -m dvsapp.core.sources.dv FILE PORT [--speed S] [--loop] [--linger S]``."""
     import argparse
     import os
     import sys
 
-    parser = argparse.ArgumentParser(prog="python -m core.sources.dv", description=serve_events.__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m dvsapp.core.sources.dv", description=serve_events.__doc__
+    )
     parser.add_argument("file")
     parser.add_argument("port", type=int)
     parser.add_argument("--speed", type=float, default=1.0)
@@ -498,7 +493,7 @@ def _serve_main(argv: list[str] | None = None) -> None:
         "--go-on-stdin", action="store_true", help="print 'ready', bind only after a line on stdin"
     )
     args = parser.parse_args(argv)
-    from core.io import open_events
+    from dvsapp.core.io import open_events
 
     reader = open_events(args.file)
     events = reader.read_all()

@@ -4,7 +4,7 @@ Why a process of its own: dv-processing's reader aborts the whole process
 (``std::terminate``) when the stream carries garbage, and it holds the GIL while
 it connects, so a server that accepts and then says nothing would freeze every
 thread of the app (the GUI included).  In a child process a crash or a hang only
-ends that child; the parent (:class:`core.sources.dv.DvNetworkSource`) notices,
+ends that child; the parent (:class:`dvsapp.core.sources.dv.DvNetworkSource`) notices,
 reports it and reconnects.
 
 Protocol on the child's stdout (binary):
@@ -16,7 +16,7 @@ Protocol on the child's stdout (binary):
 The child exits 0 when the server ends the stream; a failure to connect exits 2
 with one line on stderr.  It only ever connects out; it never listens.
 
-Run as ``python -m core.sources.dv_reader HOST PORT``.
+Run as ``python -m dvsapp.core.sources.dv_reader HOST PORT``.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ FRAME_HEAD = struct.Struct("<cI")
 def _main(argv: list[str]) -> int:
     import dv_processing as dv
 
-    from core.sources.dv import dv_store_to_events
+    from dvsapp.core.sources.dv import dv_store_to_events
 
     host, port = argv[0], int(argv[1])
     poll_s = float(argv[2]) if len(argv) > 2 else 0.001

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 
-from core.events import Packet, time_slice
-from core.sources.base import ReplaySource, SourceURI
+from dvsapp.core.events import Packet, time_slice
+from dvsapp.core.sources.base import ReplaySource, SourceURI
 
 __all__ = ["FileSource", "open_file_source"]
 
@@ -20,12 +20,12 @@ def _skip_to(packets: Iterator[Packet], start_us: int) -> Iterator[Packet]:
 
 
 class FileSource(ReplaySource):
-    """Replays a recording read by :func:`core.io.open_events`.
+    """Replays a recording read by :func:`dvsapp.core.io.open_events`.
 
     Parameters
     ----------
     path : path-like
-        Any format :mod:`core.io` reads (AEDAT4, HDF5, NPZ, CSV, RAW, ...).
+        Any format :mod:`dvsapp.core.io` reads (AEDAT4, HDF5, NPZ, CSV, RAW, ...).
     speed : float
         ``1`` = real time, ``0`` = as fast as possible.
     loop : bool
@@ -41,7 +41,7 @@ class FileSource(ReplaySource):
     Raises
     ------
     EventFileError, UnsupportedFormat
-        From :func:`core.io.open_events` when the file cannot be opened; a file
+        From :func:`dvsapp.core.io.open_events` when the file cannot be opened; a file
         that turns out corrupt mid-way raises while replaying, after the packets
         before the damage were delivered.
     """
@@ -57,8 +57,8 @@ class FileSource(ReplaySource):
         chunk_events: int = 4_096,
         uri: str | None = None,
     ) -> None:
-        from core.io import open_events  # late: keeps `core.sources` importable on its own
-        from core.io.base import packetize
+        from dvsapp.core.io import open_events  # late: keeps `dvsapp.core.sources` importable on its own
+        from dvsapp.core.io.base import packetize
 
         self.path = os.fspath(path)
         self.reader = open_events(self.path)

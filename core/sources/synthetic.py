@@ -1,4 +1,4 @@
-"""``synthetic[:SEED]``: an endless gesture scene from :mod:`core.synth`, paced in real time."""
+"""``synthetic[:SEED]``: an endless gesture scene from :mod:`dvsapp.core.synth`, paced in real time."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import math
 import time
 from collections.abc import AsyncIterator
 
-from core.errors import SourceError
-from core.events import Packet, SensorSize
-from core.sources.base import Source, SourceURI
+from dvsapp.core.errors import SourceError
+from dvsapp.core.events import Packet, SensorSize
+from dvsapp.core.sources.base import Source, SourceURI
 
 __all__ = ["SyntheticSource", "open_synthetic_source"]
 
@@ -45,7 +45,7 @@ class SyntheticSource(Source):
         speed: float = 1.0,
         uri: str | None = None,
     ) -> None:
-        from core.synth import GestureStream
+        from dvsapp.core.synth import GestureStream
 
         if not math.isfinite(speed) or speed < 0:
             raise SourceError(f"speed {speed} must be >= 0", path=uri)

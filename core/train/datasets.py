@@ -10,10 +10,10 @@ one evaluator serve them all:
                        one recording per file, cut by its label segments, official user split.
 ``tonic-dvsgesture``   tonic's preprocessed layout ``ibmGestureTrain|Test/userNN_<lighting>/<class>.npy``
                        read through ``tonic.datasets.DVSGesture`` (never downloads here).
-``recordings``         labeled recordings from the labeling tool: any event file ``core.io`` reads
+``recordings``         labeled recordings from the labeling tool: any event file ``dvsapp.core.io`` reads
                        with its segments (HDF5 label table or ``<stem>_labels.csv`` beside it).
 ``h5``                 a dataset exported by ``dvsapp label export`` (``dvsapp-label-dataset`` HDF5).
-``synthetic``          gesture sequences rendered by ``core.synth.make_sequence`` from integer seeds.
+``synthetic``          gesture sequences rendered by ``dvsapp.core.synth.make_sequence`` from integer seeds.
 =====================  =====================================================================
 
 Training then works on binned recordings (:class:`FrameRecording`: uint8 counts
@@ -34,11 +34,11 @@ from typing import NamedTuple
 
 import numpy as np
 
-from core.atomic import atomic_path
-from core.errors import ConfigError, EventFileError, LabelError
-from core.events import SensorSize, as_events, empty_events
-from core.gestures import GESTURE_CLASSES, mirrored_class
-from core.train.preprocess import Preprocess
+from dvsapp.core.atomic import atomic_path
+from dvsapp.core.errors import ConfigError, EventFileError, LabelError
+from dvsapp.core.events import SensorSize, as_events, empty_events
+from dvsapp.core.gestures import GESTURE_CLASSES, mirrored_class
+from dvsapp.core.train.preprocess import Preprocess
 
 DVS128 = SensorSize(128, 128, 2)
 NO_LABEL = -1
@@ -61,7 +61,7 @@ class Span(NamedTuple):
 
     @classmethod
     def of(cls, seg) -> Span:
-        """Convert any object with ``class_id``, ``start_us``, ``end_us`` (e.g. ``core.labels.Segment``)."""
+        """Convert any object with ``class_id``, ``start_us``, ``end_us`` (e.g. ``dvsapp.core.labels.Segment``)."""
         return cls(int(seg.class_id), int(seg.start_us), int(seg.end_us))
 
 
@@ -89,7 +89,7 @@ class Recording:
 
 
 def _read_event_file(path: str) -> np.ndarray:
-    from core.io import open_events
+    from dvsapp.core.io import open_events
 
     return as_events(open_events(path).read_all())
 
@@ -121,7 +121,7 @@ def dvsgesture_recordings(root: str | os.PathLike, split: str = "train") -> list
     split : ``"train"`` (``trials_to_train.txt``), ``"test"``/``"val"`` (``trials_to_test.txt``)
         or ``"all"``
     """
-    from core.labels import read_labels_csv
+    from dvsapp.core.labels import read_labels_csv
 
     base = _find_dvsgesture_root(Path(root))
     lists = {"train": ["trials_to_train.txt"], "test": ["trials_to_test.txt"], "val": ["trials_to_test.txt"]}
@@ -222,14 +222,14 @@ RECORDING_SUFFIXES = (".h5", ".hdf5", ".aedat4", ".aedat", ".npz", ".csv", ".raw
 
 
 def _labels_of(path: Path) -> list | None:
-    from core.labels import find_labels
+    from dvsapp.core.labels import find_labels
 
     return find_labels(path)
 
 
 def recording_from_file(path: str | os.PathLike) -> Recording:
-    """One labeled recording: events via ``core.io.open_events``, spans via ``core.labels.find_labels``."""
-    from core.io import open_events
+    """One labeled recording: events via ``dvsapp.core.io.open_events``, spans via ``dvsapp.core.labels.find_labels``."""
+    from dvsapp.core.io import open_events
 
     path = Path(path)
     segments = _labels_of(path)
@@ -278,11 +278,11 @@ def _held(events: np.ndarray) -> np.ndarray:
 
 
 def exported_recordings(path: str | os.PathLike, split: str = "train") -> list[Recording]:
-    """Groups of a ``dvsapp-label-dataset`` HDF5 file (see :mod:`core.labels`) of one split.
+    """Groups of a ``dvsapp-label-dataset`` HDF5 file (see :mod:`dvsapp.core.labels`) of one split.
 
     ``split`` ``"val"`` reads the file's ``"test"`` groups; ``"all"`` reads every group.
     """
-    from core.labels import read_dataset
+    from dvsapp.core.labels import read_dataset
 
     wanted = {"train": "train", "val": "test", "test": "test", "all": None}
     if split not in wanted:
@@ -309,7 +309,7 @@ def exported_recordings(path: str | os.PathLike, split: str = "train") -> list[R
 
 
 def _synthetic_sequence(seed: int, n_gestures: int) -> tuple[np.ndarray, list]:
-    from core.synth import make_sequence
+    from dvsapp.core.synth import make_sequence
 
     return make_sequence(seed, n_gestures)
 
@@ -579,7 +579,7 @@ class Augment:
     Attributes
     ----------
     flip_p : probability of a horizontal flip; labels become their mirrored class
-        (left/right gestures swap, see :func:`core.gestures.mirrored_class`)
+        (left/right gestures swap, see :func:`dvsapp.core.gestures.mirrored_class`)
     drop_p : fraction of events dropped at random (binomial thinning of counts)
     noise_rate : mean number of spurious events per pixel and timestep (Poisson)
     """

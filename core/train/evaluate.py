@@ -26,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from core.atomic import atomic_path, target_mode
-from core.errors import ConfigError
-from core.train.datasets import FrameRecording
+from dvsapp.core.atomic import atomic_path, target_mode
+from dvsapp.core.errors import ConfigError
+from dvsapp.core.train.datasets import FrameRecording
 
 DEFAULT_HORIZONS_MS: tuple[int, ...] = (100, 200, 500, 1000)
 
@@ -359,14 +359,14 @@ def evaluate_checkpoint(
 
     Parameters
     ----------
-    paths : labeled recordings (files or folders, see :func:`core.train.datasets.labeled_recordings`);
+    paths : labeled recordings (files or folders, see :func:`dvsapp.core.train.datasets.labeled_recordings`);
         when empty, ``dataset``/``root``/``split`` name the data (default: synthetic test seeds)
     device : ``"cpu"``, ``"cuda"``, ``"auto"``
     """
-    from core.model import bundled_checkpoint, load_checkpoint
-    from core.train.datasets import bin_recording, build_frames, labeled_recordings
-    from core.train.distributed import pick_device
-    from core.train.trainer import preprocess_for
+    from dvsapp.core.model import bundled_checkpoint, load_checkpoint
+    from dvsapp.core.train.datasets import bin_recording, build_frames, labeled_recordings
+    from dvsapp.core.train.distributed import pick_device
+    from dvsapp.core.train.trainer import preprocess_for
 
     ckpt = Path(checkpoint) if checkpoint is not None else bundled_checkpoint()
     dev = pick_device(device)

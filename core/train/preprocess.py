@@ -9,7 +9,7 @@ so the streaming classifier reproduces exactly what the model was trained on.
 Spatial rule: when the sensor is an integer multiple ``f`` of the input size on
 both axes, an event at ``(x, y)`` lands on ``(x // f, y // f)`` (a box
 downsample that sums counts).  Any other geometry goes through
-:class:`core.filters.SpatialAdapter` (crop or pad, then downsample).
+:class:`dvsapp.core.filters.SpatialAdapter` (crop or pad, then downsample).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.errors import ConfigError
-from core.events import EVENT_DTYPE, SensorSize
+from dvsapp.core.errors import ConfigError
+from dvsapp.core.events import EVENT_DTYPE, SensorSize
 
 #: metadata keys written into checkpoints (values are JSON-able)
 META_KEYS = ("sensor_size", "input_size", "step_us", "n_steps", "spatial_mode")
@@ -113,7 +113,7 @@ class Preprocess:
         factor = integer_factor(self.sensor_size, self.input_size)
         if factor is not None:
             return downsample_events(events, factor)
-        from core.filters import SpatialAdapter  # only needed for odd geometries
+        from dvsapp.core.filters import SpatialAdapter  # only needed for odd geometries
 
         adapter = SpatialAdapter(self.sensor_size, self.input_size, mode=self.spatial_mode)
         return adapter(events)

@@ -1,7 +1,7 @@
 """Training loop: streaming clips, truncated BPTT across windows, AdamW + cosine, DDP.
 
 One optimisation step takes a batch of ``B`` random clips of ``L`` windows of
-``T`` timesteps (:class:`core.train.datasets.ClipBank`).  The model runs the
+``T`` timesteps (:class:`dvsapp.core.train.datasets.ClipBank`).  The model runs the
 windows in order with its state carried and detached between windows
 (truncated backpropagation through time, one window deep); each window's loss
 is the cross entropy averaged over its labeled timesteps (TET-style per-timestep
@@ -27,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from core.errors import CheckpointError, ConfigError
-from core.train.datasets import (
+from dvsapp.core.errors import CheckpointError, ConfigError
+from dvsapp.core.train.datasets import (
     DVS128,
     Augment,
     ClipBank,
@@ -37,9 +37,9 @@ from core.train.datasets import (
     load_frames_h5,
     save_frames_h5,
 )
-from core.train.distributed import DistInfo, all_reduce_sum, barrier, init_distributed, shutdown
-from core.train.evaluate import EvalReport, evaluate_frames
-from core.train.preprocess import Preprocess
+from dvsapp.core.train.distributed import DistInfo, all_reduce_sum, barrier, init_distributed, shutdown
+from dvsapp.core.train.evaluate import EvalReport, evaluate_frames
+from dvsapp.core.train.preprocess import Preprocess
 
 EventCallback = Callable[[str, dict], None]
 """``callback(kind, info)`` with kinds ``data``, ``epoch_start``, ``step``, ``epoch_end``, ``test``, ``done``."""
@@ -225,8 +225,8 @@ def optimizer_path(checkpoint: Path) -> Path:
 
 
 def build_model(cfg: TrainConfig):
-    """A fresh :class:`core.model.SpikingTransformer` from the preset and the overrides."""
-    from core.model import SpikingTransformer, preset
+    """A fresh :class:`dvsapp.core.model.SpikingTransformer` from the preset and the overrides."""
+    from dvsapp.core.model import SpikingTransformer, preset
 
     overrides = {
         k: v
@@ -308,7 +308,7 @@ def train(
     """
     import torch
 
-    from core.model import load_checkpoint, save_checkpoint
+    from dvsapp.core.model import load_checkpoint, save_checkpoint
 
     emit = on_event or (lambda kind, info: None)
     info = init_distributed(cfg.device)

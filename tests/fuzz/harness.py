@@ -1,8 +1,8 @@
-"""What every fuzz target checks: an input either reads or raises ``core.errors``.
+"""What every fuzz target checks: an input either reads or raises ``dvsapp.core.errors``.
 
 The same functions run under atheris (``tests/fuzz/run_fuzz.py``) and in the
 regression test that replays the saved corpus (``tests/test_fuzz_corpus.py``).
-Anything but a :class:`core.errors.DvsAppError` escapes and is a finding; a
+Anything but a :class:`dvsapp.core.errors.DvsAppError` escapes and is a finding; a
 message must be a single line.
 """
 
@@ -12,7 +12,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from core.errors import DvsAppError
+from dvsapp.core.errors import DvsAppError
 
 #: the first byte of a reader input picks the file name the bytes are saved
 #: under, so the extension tie-breaks of the sniffer are exercised too
@@ -42,9 +42,9 @@ def _one_line(exc: DvsAppError) -> None:
 def check_reader_bytes(data: bytes, workdir: str | os.PathLike | None = None) -> int:
     """Save ``data[1:]`` as a file (extension picked by ``data[0]``) and read it all.
 
-    Returns the number of events read (``-1`` when a ``core.errors`` error was raised).
+    Returns the number of events read (``-1`` when a ``dvsapp.core.errors`` error was raised).
     """
-    from core.io import open_events
+    from dvsapp.core.io import open_events
 
     if not data:
         return -1
@@ -71,7 +71,7 @@ def check_reader_bytes(data: bytes, workdir: str | os.PathLike | None = None) ->
 
 def check_labels_bytes(data: bytes, workdir: str | os.PathLike | None = None) -> int:
     """Parse ``data`` as a DVS Gesture labels CSV; returns the segment count or -1."""
-    from core.labels import read_labels_csv
+    from dvsapp.core.labels import read_labels_csv
 
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         path = Path(tmp) / "rec_labels.csv"
@@ -85,7 +85,7 @@ def check_labels_bytes(data: bytes, workdir: str | os.PathLike | None = None) ->
 
 def check_checkpoint_bytes(data: bytes, workdir: str | os.PathLike | None = None) -> int:
     """Load ``data`` as a model checkpoint; returns the parameter count or -1."""
-    from core.model import load_checkpoint
+    from dvsapp.core.model import load_checkpoint
 
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         path = Path(tmp) / "model.safetensors"

@@ -6,7 +6,7 @@ Usage::
 
 TARGET is one of ``readers``, ``labels``, ``checkpoint``.  The corpus folder is
 seeded (``tests/fuzz/seeds.py``) when empty.  A finding (any exception other
-than ``core.errors``, or an error message of more than one line) stops the run
+than ``dvsapp.core.errors``, or an error message of more than one line) stops the run
 and is saved under ``tests/fuzz/crashers/`` to be replayed by the tests.
 """
 
@@ -18,10 +18,10 @@ from pathlib import Path
 import atheris
 
 # numba kernels are left uninstrumented: numba cannot compile atheris' probes
-with atheris.instrument_imports(include=["core"], exclude=["core.io._kernels"]):
-    import core.io  # noqa: F401
-    import core.labels  # noqa: F401
-    import core.model.checkpoint  # noqa: F401
+with atheris.instrument_imports(include=["dvsapp.core"], exclude=["dvsapp.core.io._kernels"]):
+    import dvsapp.core.io  # noqa: F401
+    import dvsapp.core.labels  # noqa: F401
+    import dvsapp.core.model.checkpoint  # noqa: F401
 
 from tests.fuzz.harness import TARGETS  # noqa: E402
 from tests.fuzz.seeds import write_corpus  # noqa: E402

@@ -52,8 +52,8 @@ def aedat2_bytes(n: int = 32) -> bytes:
 
 
 def reader_seeds() -> dict[str, bytes]:
-    from core.events import SensorSize, random_events
-    from core.io import write_events
+    from dvsapp.core.events import SensorSize, random_events
+    from dvsapp.core.io import write_events
 
     seeds: dict[str, bytes] = {}
     sensor = SensorSize(32, 24)
@@ -90,7 +90,7 @@ def labels_seeds() -> dict[str, bytes]:
 
 def checkpoint_seeds() -> dict[str, bytes]:
     """A small but complete checkpoint (the fuzzer's inputs are capped at 64 KiB)."""
-    from core.model import build_model, preset, save_checkpoint
+    from dvsapp.core.model import build_model, preset, save_checkpoint
 
     cfg = preset("tiny", embed_dim=16, heads=2, input_hw=(16, 16), patch_size=4, mlp_ratio=1.0)
     model = build_model(cfg)

@@ -1,0 +1,1 @@
+"""Datasets, the training loop (single device and torchrun DDP) and evaluation."""

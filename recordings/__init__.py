@@ -1,0 +1,1 @@
+"""The bundled sample recording (package data ``dvsapp.recordings``), made by ``make_recordings.py``."""
