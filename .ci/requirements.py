@@ -12,4 +12,6 @@ project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml")
 reqs = list(project["dependencies"])
 if "--dev" in sys.argv:
     reqs += project["optional-dependencies"]["dev"]
-print("\n".join(r for r in reqs if not r.lower().startswith("norse")))
+reqs = [r for r in reqs if not r.lower().startswith("norse")]
+reqs += ["nir", "nirtorch"]  # norse's own requirements, besides torchvision (norse imports both)
+print("\n".join(reqs))
