@@ -24,3 +24,12 @@ MIRROR_PAIRS: dict[int, int] = {1: 2, 2: 1, 3: 6, 6: 3, 4: 5, 5: 4}
 def mirrored_class(index: int) -> int:
     """The class a horizontally flipped gesture becomes (itself if symmetric)."""
     return MIRROR_PAIRS.get(index, index)
+
+
+#: time-reversal pairs (0-based): played backwards, a clockwise circle is a counter-clockwise one
+REVERSAL_PAIRS: dict[int, int] = {3: 4, 4: 3, 5: 6, 6: 5}
+
+
+def reversed_class(index: int) -> int:
+    """The class a gesture becomes when its motion is played backwards (itself if symmetric)."""
+    return REVERSAL_PAIRS.get(index, index)

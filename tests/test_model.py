@@ -353,7 +353,8 @@ def test_config_round_trip_and_presets():
         assert ModelConfig.from_dict(cfg.to_dict()) == cfg
     sdt = PRESETS["sdt-2-256"]
     assert (sdt.input_hw, sdt.embed_dim, sdt.depth, sdt.heads, sdt.timesteps) == ((128, 128), 256, 2, 8, 16)
-    assert sdt.token_hw == (8, 8) and sdt.stage_channels == (32, 64, 128, 256)
+    assert sdt.token_hw == (16, 16) and sdt.stage_channels == (32, 64, 128, 256)
+    assert sdt.pool_pattern == (False, True, True, True)  # pooling_stat "0111"
     assert PRESETS["tiny"].input_hw == (64, 64) and PRESETS["tiny"].attention == "sdsa"
     assert preset("tiny", attention="lrf").attention == "lrf"
     assert math.isclose(PRESETS["tiny"].tau_mem_inv * PRESETS["tiny"].neuron_dt_s, 0.5)

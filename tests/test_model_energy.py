@@ -41,8 +41,9 @@ def test_report_layers_match_measured_rates_and_hand_flops():
     names = [layer.name for layer in report.layers]
     assert names[0] == "sps.stages.0.conv" and "head" in names
     first = report.layers[0]
-    # first conv: 2 -> 2 channels (D/8), 16x16, 3x3 kernel: 16*16*2 * 2*9 MACs per step, counted as MAC
-    assert first.flops == 16 * 16 * 2 * 2 * 9
+    # first conv: 2 polarities x k stacked frames -> 2 channels (D/8), 16x16, 3x3 kernel, counted as MAC
+    k = model.config.temporal_kernel
+    assert first.flops == 16 * 16 * 2 * (2 * k) * 9
     assert first.is_mac and first.ops == 4 * first.flops
     assert first.energy_pj == pytest.approx(E_MAC_PJ * 4 * first.flops)
     # the layer after the first LIF sees exactly that LIF's spikes: rate taken from the taps

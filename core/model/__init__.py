@@ -8,15 +8,12 @@ Typical use::
     logits, state = model(next_frames, state)
 """
 
-from dvsapp.core.model import config as _config
 from dvsapp.core.model.attention import ATTENTIONS
 from dvsapp.core.model.checkpoint import bundled_checkpoint, load_checkpoint, save_checkpoint
 from dvsapp.core.model.config import PRESETS, ModelConfig, preset
 from dvsapp.core.model.energy import E_AC_PJ, E_MAC_PJ, EnergyReport, LayerEnergy, estimate_energy
 from dvsapp.core.model.network import POOLINGS, ModelState, SpikingTransformer, build_model
 from dvsapp.core.model.taps import AttentionOps, TapRecorder
-
-_config._fill_presets()
 
 __all__ = [
     "ATTENTIONS",

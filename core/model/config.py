@@ -14,6 +14,8 @@ from typing import Any
 
 from dvsapp.core.errors import ConfigError
 from dvsapp.core.gestures import GESTURE_CLASSES
+from dvsapp.core.model.attention import ATTENTIONS
+from dvsapp.core.model.pooling import POOLINGS
 
 __all__ = ["ModelConfig", "PRESETS", "preset"]
 
@@ -43,7 +45,15 @@ class ModelConfig:
     attention : str
         Key of :data:`dvsapp.core.model.attention.ATTENTIONS`: ``ssa``, ``sdsa``, ``lrf``, ``lsssa``.
     pooling : str
-        Key of :data:`dvsapp.core.model.network.POOLINGS`: ``max`` or ``spool`` (Spiking Response Pooling).
+        Key of :data:`dvsapp.core.model.pooling.POOLINGS`: ``max`` or ``spool`` (Spiking Response Pooling).
+    pooling_stages : str
+        Which of the four patch-splitting stages downsample by 2, as four ``0``/``1``
+        characters (the Spike-driven Transformer's ``pooling_stat``, e.g. ``"0111"``);
+        it must hold ``log2(patch_size)`` ones. Empty: the first ``log2(patch_size)`` stages.
+    temporal_kernel : int
+        Timesteps the first convolution sees at once: frames ``t-k+1 .. t`` stacked as
+        channels (causal; the last ``k-1`` frames are carried in the state), so the
+        stem can measure local motion direction, which one frame's counts cannot show.
     v_th, attn_v_th : float
         Firing thresholds of ordinary and attention neurons.
     tau_mem_inv : float
@@ -85,6 +95,8 @@ class ModelConfig:
     patch_size: int = 8
     attention: str = "sdsa"
     pooling: str = "max"
+    pooling_stages: str = ""
+    temporal_kernel: int = 1
     v_th: float = 1.0
     attn_v_th: float = 0.5
     tau_mem_inv: float = 500.0
@@ -120,6 +132,13 @@ class ModelConfig:
         return int(round(math.log2(self.patch_size)))
 
     @property
+    def pool_pattern(self) -> tuple[bool, bool, bool, bool]:
+        """For each patch-splitting stage, whether it downsamples by 2."""
+        if self.pooling_stages:
+            return tuple(c == "1" for c in self.pooling_stages)
+        return tuple(i < self.n_pools for i in range(4))
+
+    @property
     def token_hw(self) -> tuple[int, int]:
         """Token grid ``(rows, cols)``."""
         return (self.input_hw[0] // self.patch_size, self.input_hw[1] // self.patch_size)
@@ -141,8 +160,6 @@ class ModelConfig:
     # --------------------------------------------------------------- checking
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the first inconsistent field."""
-        from dvsapp.core.model.attention import ATTENTIONS  # late: attention imports config
-        from dvsapp.core.model.network import POOLINGS
 
         def bad(reason: str) -> ConfigError:
             return ConfigError(f"model config: {reason}")
@@ -166,6 +183,15 @@ class ModelConfig:
             raise bad(f"attention {self.attention!r} is not one of {', '.join(ATTENTIONS)}")
         if self.pooling not in POOLINGS:
             raise bad(f"pooling {self.pooling!r} is not one of {', '.join(POOLINGS)}")
+        if self.pooling_stages:
+            st = self.pooling_stages
+            if len(st) != 4 or set(st) - {"0", "1"} or st.count("1") != self.n_pools:
+                raise bad(
+                    f"pooling_stages {st!r} must be four 0/1 characters with log2(patch_size) = "
+                    f"{self.n_pools} ones"
+                )
+        if self.temporal_kernel < 1:
+            raise bad(f"temporal_kernel {self.temporal_kernel} must be at least 1")
         if not self.class_names:
             raise bad("class_names is empty")
         if self.step_us <= 0 or self.timesteps <= 0:
@@ -215,49 +241,53 @@ class ModelConfig:
         return dataclasses.replace(self, **changes)
 
 
-PRESETS: dict[str, ModelConfig] = {}
-"""Named configs; filled below (after the registries they validate against exist)."""
-
-
-def _fill_presets() -> None:
-    PRESETS["tiny"] = ModelConfig(
+PRESETS: dict[str, ModelConfig] = {
+    # real time on 2 CPU cores; 20 ms steps, a 3-step motion stem, a ~100 ms readout
+    "tiny": ModelConfig(
         input_hw=(64, 64),
         embed_dim=64,
         depth=1,
         heads=4,
         patch_size=8,
         attention="sdsa",
-        step_us=10_000,
+        step_us=20_000,
         timesteps=8,
-    )
-    PRESETS["small"] = ModelConfig(
+        temporal_kernel=3,
+        head_decay=0.2,
+    ),
+    # the 128x128 model: 16x16 tokens
+    "small": ModelConfig(
         input_hw=(128, 128),
         embed_dim=128,
         depth=2,
         heads=4,
-        patch_size=16,
+        patch_size=8,
+        pooling_stages="0111",
         attention="sdsa",
-        step_us=10_000,
-        timesteps=16,
-    )
-    # the Spike-driven Transformer's DVS128 Gesture configuration
-    PRESETS["sdt-2-256"] = ModelConfig(
+        step_us=20_000,
+        timesteps=8,
+        temporal_kernel=3,
+        head_decay=0.2,
+    ),
+    # the Spike-driven Transformer's DVS128 Gesture network (BICLab conf/gesture/2_256_200E_t16.yml):
+    # 128x128 input, pooling_stat 0111 -> 16x16 = 256 tokens, D=256, 2 blocks, 8 heads, T=16
+    "sdt-2-256": ModelConfig(
         input_hw=(128, 128),
         embed_dim=256,
         depth=2,
         heads=8,
-        patch_size=16,
+        patch_size=8,
+        pooling_stages="0111",
         attention="sdsa",
         step_us=50_000,
         timesteps=16,
-        lsssa_dilations=(1, 2),
-    )
+    ),
+}
+"""Named configs."""
 
 
 def preset(name: str, **overrides: Any) -> ModelConfig:
     """The preset ``name`` with ``overrides`` applied (``ConfigError`` for unknown names)."""
-    if not PRESETS:
-        _fill_presets()
     if name not in PRESETS:
         raise ConfigError(f"no model preset {name!r}; known: {', '.join(PRESETS)}")
     cfg = PRESETS[name]

@@ -21,7 +21,6 @@ on a module.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
@@ -32,6 +31,7 @@ from dvsapp.core.model.attention import ATTENTIONS
 from dvsapp.core.model.config import ModelConfig
 from dvsapp.core.model.layers import LIFLayer, Run
 from dvsapp.core.model.neurons import LIFBoxFeedForwardState, LIState, head_integrator
+from dvsapp.core.model.pooling import POOLINGS, SpikingResponsePool
 from dvsapp.core.model.taps import TapRecorder
 
 __all__ = [
@@ -53,10 +53,14 @@ class ModelState(NamedTuple):
         Membrane ``v [B, *feature_shape]`` of every spiking layer, in forward order.
     head : LIState
         The output integrator's ``v [B, C]`` (smoothed logits) and ``i [B, C]``.
+    inputs : Tensor [B, k-1, P, H, W]
+        The last ``temporal_kernel - 1`` input frames, oldest first (empty for ``k = 1``):
+        the motion stem's memory.
     """
 
     neurons: tuple[LIFBoxFeedForwardState, ...]
     head: LIState
+    inputs: torch.Tensor
 
     def detach(self) -> ModelState:
         """The same values cut from the autograd graph (truncated BPTT)."""
@@ -71,51 +75,12 @@ class ModelState(NamedTuple):
         return ModelState(
             neurons=tuple(LIFBoxFeedForwardState(v=fn(s.v)) for s in self.neurons),
             head=LIState(v=fn(self.head.v), i=fn(self.head.i)),
+            inputs=fn(self.inputs),
         )
 
     @property
     def batch_size(self) -> int:
         return int(self.head.v.shape[0])
-
-
-# -------------------------------------------------------------------- pooling
-class SpikingResponsePool(nn.Module):
-    """SPooling: downsample by aggregating the whole regional response.
-
-    Max pooling of spikes keeps one bit per region (one spike and nine spikes look
-    the same).  SPooling averages the membrane *response* (the BN output before the
-    neuron) over the region, so the downstream neuron is charged in proportion to
-    how much of the region responded; it then fires binary spikes as usual.
-
-    ``[N, C, H, W] -> [N, C, ceil(H/2), ceil(W/2)]`` (3x3 window, stride 2, padding 1,
-    padding not counted).
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.pool = nn.AvgPool2d(kernel_size=3, stride=2, padding=1, count_include_pad=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.pool(x)
-
-
-@dataclass(frozen=True)
-class Pooling:
-    """How a patch-splitting stage downsamples: the module and where it sits.
-
-    ``before_neuron``: pool the membrane response then fire (SPooling), or fire then
-    pool the spikes (max pooling).
-    """
-
-    make: Callable[[], nn.Module]
-    before_neuron: bool
-
-
-POOLINGS: dict[str, Pooling] = {
-    "max": Pooling(lambda: nn.MaxPool2d(kernel_size=3, stride=2, padding=1), before_neuron=False),
-    "spool": Pooling(SpikingResponsePool, before_neuron=True),
-}
-"""Pooling registry: ``ModelConfig.pooling`` -> :class:`Pooling`."""
 
 
 # ---------------------------------------------------------------- SPS
@@ -126,7 +91,7 @@ class _Stage(nn.Module):
         super().__init__()
         self.conv = nn.Conv2d(c_in, c_out, kernel_size=3, padding=1, bias=False)
         self.bn = nn.BatchNorm2d(c_out)
-        pooled = index < cfg.n_pools
+        pooled = cfg.pool_pattern[index]
         spec = POOLINGS[cfg.pooling]
         self.pool = spec.make() if pooled else nn.Identity()
         last = index == 3
@@ -165,7 +130,7 @@ class PatchSplitting(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         hw = tuple(cfg.input_hw)
-        c_in = cfg.in_channels
+        c_in = cfg.in_channels * cfg.temporal_kernel
         stages = []
         for i, c in enumerate(cfg.stage_channels):
             stage = _Stage(cfg, i, c_in, c, hw)
@@ -285,6 +250,14 @@ class SpikingTransformer(nn.Module):
                 v=torch.zeros(batch, c, device=device, dtype=dtype),
                 i=torch.zeros(batch, c, device=device, dtype=dtype),
             ),
+            inputs=torch.zeros(
+                batch,
+                self.config.temporal_kernel - 1,
+                self.config.in_channels,
+                *self.config.input_hw,
+                device=device,
+                dtype=dtype,
+            ),
         )
 
     def _check(self, frames: torch.Tensor, state: ModelState | None) -> None:
@@ -337,7 +310,8 @@ class SpikingTransformer(nn.Module):
         run = Run(states=list(state.neurons), taps=taps)
         if taps is not None:
             taps.token_hw = self.config.token_hw
-        x = self.sps(frames, run)
+        stem_in, history = self._stack_history(frames, state.inputs)
+        x = self.sps(stem_in, run)
         for block in self.blocks:
             x = block(x, run)
         spikes = self.head_lif(x.mean(dim=-1), run)  # [T, B, D]
@@ -347,7 +321,19 @@ class SpikingTransformer(nn.Module):
         for i in range(t):
             out, li = self.integrator(raw[i], li)
             smoothed.append(out)
-        return torch.stack(smoothed), ModelState(neurons=tuple(run.states), head=li)
+        return torch.stack(smoothed), ModelState(neurons=tuple(run.states), head=li, inputs=history)
+
+    def _stack_history(
+        self, frames: torch.Tensor, history: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``frames [T, B, P, H, W]`` -> ``[T, B, k*P, H, W]`` (frames ``t-k+1 .. t`` per step) and the new history."""
+        k = self.config.temporal_kernel
+        if k == 1:
+            return frames, history
+        t = frames.shape[0]
+        seq = torch.cat([history.transpose(0, 1).to(frames.dtype), frames], dim=0)  # [k-1+T, B, P, H, W]
+        stacked = torch.cat([seq[j : j + t] for j in range(k)], dim=2)
+        return stacked, seq[t:].transpose(0, 1)
 
 
 def build_model(config: ModelConfig) -> SpikingTransformer:
