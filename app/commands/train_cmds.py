@@ -91,6 +91,11 @@ class _Progress:
 
             self.console.print("held-out test split:")
             self.console.print(format_report(info["report"]), markup=False, highlight=False, soft_wrap=True)
+        elif kind == "test_reversed":
+            self.console.print(
+                f"the same clips played backwards: clip accuracy {100 * info['report'].clip_accuracy:.1f}%; "
+                f"arm circles {100 * info['circles']:.1f}% forwards, {100 * info['circles_reversed']:.1f}% backwards"
+            )
         elif kind == "time_limit":
             self.console.print(f"time limit {info['limit_s']:.0f} s reached before epoch {info['epoch'] + 1}")
         elif kind == "done":
@@ -133,7 +138,20 @@ def train_command(
     attention: Annotated[str | None, typer.Option(help="Attention variant: ssa | sdsa | lrf | lsssa")] = None,
     timesteps: Annotated[int | None, typer.Option("--timesteps", "-T", help="Timesteps per window")] = None,
     step_us: Annotated[int | None, typer.Option(help="One timestep in microseconds")] = None,
-    windows: Annotated[int, typer.Option(help="Windows per training clip (truncated BPTT length L)")] = 4,
+    windows: Annotated[int, typer.Option(help="Windows per training clip (L)")] = 4,
+    bptt: Annotated[
+        int, typer.Option(help="Windows per truncated-BPTT segment (the state is detached after each)")
+    ] = 4,
+    burn_in: Annotated[
+        int, typer.Option(help="Windows run before a clip without gradients (start mid-stream)")
+    ] = 0,
+    burn_in_p: Annotated[float, typer.Option(help="Share of batches that start mid-stream")] = 0.5,
+    reverse: Annotated[
+        float, typer.Option(help="Probability of playing a clip backwards (circle direction flips)")
+    ] = 0.0,
+    compile_model: Annotated[
+        bool, typer.Option("--compile/--no-compile", help="torch.compile the model on CUDA")
+    ] = True,
     epochs: Annotated[int, typer.Option(help="Epochs")] = 10,
     batch: Annotated[int, typer.Option(help="Clips per step (per GPU under torchrun)")] = 32,
     clips_per_epoch: Annotated[
@@ -191,6 +209,11 @@ def train_command(
         timesteps=timesteps,
         step_us=step_us,
         windows_per_clip=windows,
+        bptt_windows=bptt,
+        burn_in_windows=burn_in,
+        burn_in_p=burn_in_p,
+        reverse_p=reverse,
+        compile=compile_model,
         epochs=epochs,
         batch_size=batch,
         clips_per_epoch=clips_per_epoch,

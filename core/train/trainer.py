@@ -2,10 +2,16 @@
 
 One optimisation step takes a batch of ``B`` random clips of ``L`` windows of
 ``T`` timesteps (:class:`dvsapp.core.train.datasets.ClipBank`).  The model runs the
-windows in order with its state carried and detached between windows
-(truncated backpropagation through time, one window deep); each window's loss
-is the cross entropy averaged over its labeled timesteps (TET-style per-timestep
-loss), and the gradients of the ``L`` windows accumulate into one step.
+windows in order with its state carried; the state is detached only every
+``bptt_windows`` windows, where truncated backpropagation through time ends, so
+gradients reach back across windows.  A share ``burn_in_p`` of the batches starts
+mid-stream: ``burn_in_windows`` earlier windows of the same stream run first
+without gradients, so the model learns from carried state as well as from rest.
+Each window's loss is the cross entropy averaged over its labeled timesteps
+(TET-style per-timestep loss).  ``reverse_p`` plays clips backwards (time reversed,
+polarity swapped, circle direction flipped: :mod:`dvsapp.core.train.reverse`).
+On CUDA the model runs under ``torch.compile`` (``compile=False`` opts out) with
+bf16 autocast.
 
 Works with any model ``model(frames [T, B, P, H, W], state) -> (logits [T, B, C], state)``
 whose state has ``.detach()`` (or is a nest of tensors).  Under ``torchrun`` the
@@ -28,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from dvsapp.core.errors import CheckpointError, ConfigError
+from dvsapp.core.gestures import GESTURE_CLASSES
 from dvsapp.core.train.datasets import (
     DVS128,
     Augment,
@@ -40,6 +47,7 @@ from dvsapp.core.train.datasets import (
 from dvsapp.core.train.distributed import DistInfo, all_reduce_sum, barrier, init_distributed, shutdown
 from dvsapp.core.train.evaluate import EvalReport, evaluate_frames
 from dvsapp.core.train.preprocess import Preprocess
+from dvsapp.core.train.reverse import CIRCLE_CLASSES, reverse_batch, reverse_frame_recording
 
 EventCallback = Callable[[str, dict], None]
 """``callback(kind, info)`` with kinds ``data``, ``epoch_start``, ``step``, ``epoch_end``, ``test``, ``done``."""
@@ -62,6 +70,11 @@ class TrainConfig:
     timesteps: int | None = None
     step_us: int | None = None
     windows_per_clip: int = 4
+    bptt_windows: int = 4
+    burn_in_windows: int = 0
+    burn_in_p: float = 0.5
+    reverse_p: float = 0.0
+    compile: bool = True
     epochs: int = 10
     batch_size: int = 32
     clips_per_epoch: int = 2048
@@ -90,11 +103,16 @@ class TrainConfig:
     model_overrides: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "clips_per_epoch", "windows_per_clip"):
+        for name in ("epochs", "batch_size", "clips_per_epoch", "windows_per_clip", "bptt_windows"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
         if self.lr <= 0:
             raise ConfigError(f"lr must be positive, got {self.lr}")
+        if self.burn_in_windows < 0:
+            raise ConfigError(f"burn_in_windows must be >= 0, got {self.burn_in_windows}")
+        for name in ("burn_in_p", "reverse_p"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         object.__setattr__(self, "time_stretch", tuple(float(v) for v in self.time_stretch))
 
     @property
@@ -163,6 +181,14 @@ def detach_state(state):
     if isinstance(state, dict):
         return {k: detach_state(v) for k, v in state.items()}
     return state
+
+
+def circle_accuracy(report) -> float:
+    """Clip accuracy over the arm-circle classes alone (the classes only motion order tells apart)."""
+    conf = np.asarray(report.confusion)
+    idx = [c for c in CIRCLE_CLASSES if c < len(conf)]
+    support = conf[idx].sum()
+    return float(conf[idx, idx].sum() / support) if support else float("nan")
 
 
 def cosine_lr(step: int, total: int, base_lr: float, warmup_frac: float) -> float:
@@ -339,7 +365,7 @@ def _train(cfg, info: DistInfo, emit, command, data, torch, load_checkpoint, sav
         model = build_model(cfg)
     mcfg = model.config
     pre = preprocess_for(mcfg)
-    T, L = mcfg.timesteps, cfg.windows_per_clip
+    T, L, W = mcfg.timesteps, cfg.windows_per_clip, cfg.burn_in_windows
     class_names = tuple(mcfg.class_names)
 
     # ---- data (before CUDA work, so worker processes may fork)
@@ -349,7 +375,7 @@ def _train(cfg, info: DistInfo, emit, command, data, torch, load_checkpoint, sav
     else:
         train_frames = _frames(cfg, "train", pre, cfg.n_train_seeds, info)
         val_frames = _frames(cfg, cfg.val_split, pre, cfg.n_val_seeds, info) if cfg.val_split else []
-    bank = ClipBank(train_frames, L * T, device=info.device)
+    bank = ClipBank(train_frames, (W + L) * T, device=info.device)
     emit(
         "data",
         {
@@ -362,6 +388,9 @@ def _train(cfg, info: DistInfo, emit, command, data, torch, load_checkpoint, sav
     )
 
     model.to(info.device)
+    reversible = cfg.reverse_p > 0 and tuple(class_names) == tuple(GESTURE_CLASSES)
+    if cfg.reverse_p > 0 and not reversible:
+        raise ConfigError("reverse_p needs the DVS Gesture classes (their circles flip direction)")
     net = (
         DistributedDataParallel(
             model, device_ids=[info.local_rank] if info.device.startswith("cuda") else None
@@ -385,6 +414,12 @@ def _train(cfg, info: DistInfo, emit, command, data, torch, load_checkpoint, sav
     if cfg.max_steps is not None:
         total_steps = min(total_steps, cfg.max_steps)
     use_amp = cfg.amp and info.device.startswith("cuda")
+
+    def autocast():
+        return torch.autocast(device_type=info.device.split(":")[0], dtype=torch.bfloat16, enabled=use_amp)
+
+    # one compiled graph per window: the state is always passed explicitly
+    step_net = torch.compile(net) if (cfg.compile and info.device.startswith("cuda")) else net
     gen = torch.Generator(device=info.device)
     gen.manual_seed(cfg.seed * 1000 + info.rank)
     best_path, last_path = out / "best.safetensors", out / "last.safetensors"
@@ -416,21 +451,33 @@ def _train(cfg, info: DistInfo, emit, command, data, torch, load_checkpoint, sav
                 g["lr"] = lr
             idx = order[step * cfg.batch_size : (step + 1) * cfg.batch_size]
             frames, labels = bank.gather(starts[idx], augment=cfg.augment, generator=gen)
-            frames = frames.transpose(0, 1)  # [L*T, B, P, H, W]
-            labels = labels.transpose(0, 1)  # [L*T, B]
+            if reversible:
+                flip = torch.rand(len(idx), generator=gen, device=info.device) < cfg.reverse_p
+                frames, labels = reverse_batch(frames, labels, flip)
+            frames = frames.transpose(0, 1)  # [(W+L)*T, B, P, H, W]
+            labels = labels.transpose(0, 1)  # [(W+L)*T, B]
             optimizer.zero_grad(set_to_none=True)
-            state = None
+            state = model.initial_state(len(idx), info.device, torch.float32)
+            mid_stream = W > 0 and float(torch.rand((), generator=gen, device=info.device)) < cfg.burn_in_p
+            if mid_stream:  # earlier windows of the same stream, no gradients: a carried state
+                with torch.no_grad(), autocast():
+                    for w in range(W):
+                        _, state = step_net(frames[w * T : (w + 1) * T], state)
             loss_sum, correct, labeled = 0.0, 0, 0
+            seg_loss = None
             for w in range(L):
+                lo = (W + w) * T
+                last_of_segment = (w + 1) % cfg.bptt_windows == 0 or w == L - 1
                 sync = contextlib.nullcontext() if (not info.distributed or w == L - 1) else net.no_sync()
                 with sync:
-                    with torch.autocast(
-                        device_type=info.device.split(":")[0], dtype=torch.bfloat16, enabled=use_amp
-                    ):
-                        logits, state = net(frames[w * T : (w + 1) * T], state)
-                    loss, c, n = tet_loss(logits, labels[w * T : (w + 1) * T])
-                    (loss / L).backward()
-                state = detach_state(state)
+                    with autocast():
+                        logits, state = step_net(frames[lo : lo + T], state)
+                    loss, c, n = tet_loss(logits, labels[lo : lo + T])
+                    seg_loss = loss / L if seg_loss is None else seg_loss + loss / L
+                    if last_of_segment:  # truncated BPTT ends here
+                        seg_loss.backward()
+                        seg_loss = None
+                        state = detach_state(state)
                 loss_sum += float(loss.detach()) * n
                 correct += c
                 labeled += n
@@ -518,6 +565,26 @@ def _train(cfg, info: DistInfo, emit, command, data, torch, load_checkpoint, sav
         rep.save_json(out / "test_report.json")
         result.test_report = rep
         emit("test", {"report": rep})
+        if tuple(class_names) == tuple(GESTURE_CLASSES):  # the same clips played backwards
+            rev = evaluate_frames(
+                best.to(info.device),
+                [reverse_frame_recording(r) for r in test_frames],
+                timesteps=T,
+                class_names=class_names,
+                device=info.device,
+                batch_size=cfg.eval_batch,
+                amp=use_amp,
+                meta={
+                    "checkpoint": str(best_path),
+                    "dataset": cfg.dataset,
+                    "split": f"{cfg.test_split}:reversed",
+                },
+            )
+            rev.save_json(out / "test_reversed_report.json")
+            emit(
+                "test_reversed",
+                {"report": rev, "circles": circle_accuracy(rep), "circles_reversed": circle_accuracy(rev)},
+            )
     emit("done", {"best": str(best_path), "last": str(last_path)})
     return result
 

@@ -1,0 +1,177 @@
+"""Training and inference throughput of the 256-token ``sdt-2-256`` network on one GPU.
+
+The cases the Spike-driven Transformer's reference implementation was measured in
+(BICLab code, spikingjelly's CuPy neuron, its fp16 AMP; figures in docs/model.md):
+
+- training: batch 16, T = 16, forward + backward + AdamW step, samples per second;
+- inference: batch 32, T = 16, sample-timesteps per second; batch 1, timesteps per second.
+
+Each case runs eager and under ``torch.compile`` (one graph: the state is passed
+explicitly), in bf16 autocast and in fp32. Inputs are random event counts at the
+density of real DVS Gesture frames (about 5% of pixels active).
+
+    python benchmarks/gpu_speed.py --out speed.md        # on the GPU machine
+    python benchmarks/gpu_speed.py --device cpu --preset tiny --iters 2 --cases train-eager   # smoke
+
+Timings, not tests. Prints a Markdown table (and writes it to ``--out``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import time
+
+import torch
+import torch.nn.functional as F
+
+from dvsapp.core.model import build_model, preset
+
+
+def _frames(t, b, cfg, device, dtype=torch.float32, seed=0):
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    x = (torch.rand(t, b, cfg.in_channels, *cfg.input_hw, generator=g) < 0.05).to(dtype) * 2
+    return x.to(device)
+
+
+def _sync(device):
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def _autocast(device, bf16):
+    if not bf16:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16)
+
+
+def bench_train(cfg, device, *, batch, compiled, bf16, iters, warmup):
+    model = build_model(cfg).to(device).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    net = torch.compile(model) if compiled else model
+    x = _frames(cfg.timesteps, batch, cfg, device)
+    y = torch.randint(0, cfg.num_classes, (cfg.timesteps * batch,), device=device)
+
+    def step():
+        state = model.initial_state(batch, device, torch.float32)
+        opt.zero_grad(set_to_none=True)
+        with _autocast(device, bf16):
+            logits, _ = net(x, state)
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y)
+        loss.backward()
+        opt.step()
+
+    t_compile = time.perf_counter()
+    for _ in range(warmup):
+        step()
+    _sync(device)
+    t_compile = time.perf_counter() - t_compile
+    t0 = time.perf_counter()
+    for _ in range(iters):
+        step()
+    _sync(device)
+    dt = (time.perf_counter() - t0) / iters
+    return {"samples_per_s": batch / dt, "ms_per_step": 1e3 * dt, "warmup_s": t_compile}
+
+
+def bench_infer(cfg, device, *, batch, compiled, bf16, iters, warmup, mode=None):
+    model = build_model(cfg).to(device).eval()
+    net = torch.compile(model, mode=mode) if compiled else model
+    x = _frames(cfg.timesteps, batch, cfg, device)
+    state = model.initial_state(batch, device, torch.float32)
+    t_compile = time.perf_counter()
+    with torch.inference_mode(), _autocast(device, bf16):
+        for _ in range(warmup):
+            _, state = net(x, state)
+            state = state.to(dtype=torch.float32)
+        _sync(device)
+        t_compile = time.perf_counter() - t_compile
+        t0 = time.perf_counter()
+        for _ in range(iters):
+            _, state = net(x, state)
+            state = state.to(dtype=torch.float32)
+        _sync(device)
+    dt = (time.perf_counter() - t0) / iters
+    return {
+        "sample_timesteps_per_s": batch * cfg.timesteps / dt,
+        "ms_per_window": 1e3 * dt,
+        "warmup_s": t_compile,
+    }
+
+
+CASES = {
+    # name: (kind, batch, compiled, bf16, compile mode)
+    "train-eager-bf16": ("train", 16, False, True, None),
+    "train-compiled-bf16": ("train", 16, True, True, None),
+    "train-compiled-fp32": ("train", 16, True, False, None),
+    "infer-eager-bf16-b32": ("infer", 32, False, True, None),
+    "infer-compiled-bf16-b32": ("infer", 32, True, True, None),
+    "infer-compiled-fp32-b32": ("infer", 32, True, False, None),
+    "infer-eager-fp32-b1": ("infer", 1, False, False, None),
+    "infer-compiled-fp32-b1": ("infer", 1, True, False, "reduce-overhead"),
+}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--preset", default="sdt-2-256")
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--iters", type=int, default=10)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--cases", default=",".join(CASES))
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args(argv)
+    torch.backends.cudnn.benchmark = True
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    cfg = preset(args.preset)
+    lines = [
+        f"{args.preset}: {cfg.n_tokens} tokens, T={cfg.timesteps}, D={cfg.embed_dim}, depth {cfg.depth}; "
+        f"device {torch.cuda.get_device_name() if args.device.startswith('cuda') else 'cpu'}, torch {torch.__version__}",
+        "",
+        "| case | batch | figure | ms per step/window | warm-up (incl. compile) s |",
+        "|---|---|---|---|---|",
+    ]
+    for name in args.cases.split(","):
+        kind, batch, compiled, bf16, mode = CASES[name]
+        try:
+            if kind == "train":
+                r = bench_train(
+                    cfg,
+                    args.device,
+                    batch=batch,
+                    compiled=compiled,
+                    bf16=bf16,
+                    iters=args.iters,
+                    warmup=args.warmup,
+                )
+                fig, ms = f"{r['samples_per_s']:.0f} samples/s", r["ms_per_step"]
+            else:
+                r = bench_infer(
+                    cfg,
+                    args.device,
+                    batch=batch,
+                    compiled=compiled,
+                    bf16=bf16,
+                    iters=args.iters,
+                    warmup=args.warmup,
+                    mode=mode,
+                )
+                unit = "timesteps/s" if batch == 1 else "sample-timesteps/s"
+                fig, ms = f"{r['sample_timesteps_per_s']:.0f} {unit}", r["ms_per_window"]
+            lines.append(f"| {name} | {batch} | {fig} | {ms:.2f} | {r['warmup_s']:.1f} |")
+        except Exception as exc:  # a case that fails (e.g. a compile error) is reported, the rest still run
+            lines.append(
+                f"| {name} | {batch} | failed: {type(exc).__name__}: {str(exc).splitlines()[0][:120]} | | |"
+            )
+        print(lines[-1], flush=True)
+        torch._dynamo.reset()
+    text = "\n".join(lines)
+    print(text)
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as fh:
+            fh.write(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
