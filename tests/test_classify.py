@@ -159,21 +159,26 @@ def test_the_bundled_model_loads():
 RECORDINGS = __import__("pathlib").Path(__file__).resolve().parents[1] / "recordings"
 
 
-def test_bundled_model_on_bundled_recording_equals_offline():
+@pytest.fixture(scope="module")
+def bundled_run():
+    """The bundled recording through the bundled model, as ``dvsapp classify FILE --json`` runs it."""
+    from record_bundled_predictions import run_bundled
+
+    return run_bundled()
+
+
+def test_bundled_model_on_bundled_recording_equals_offline(bundled_run):
     """File replay through the whole pipeline == offline binning of the whole file into the model, state kept."""
     from dvsapp.core.binning import to_frames
     from dvsapp.core.filters import SpatialAdapter
     from dvsapp.core.io import open_events
-    from dvsapp.core.pipeline import ListSink, classify_source
 
     path = RECORDINGS / "gestures.aedat4"
-    sink = ListSink()
-    report = classify_source(str(path), sinks=[sink], speed=0, handle_signals=False)
-    preds = sink.predictions
+    preds, summary = bundled_run
     clf = load_classifier(None)
     reader = open_events(path)
     events = reader.read_all()
-    assert report.summary["events_in"] == len(events) and report.summary["dropped_windows"] == 0
+    assert summary["events_in"] == len(events) and summary["dropped_windows"] == 0
     size = clf.input_size
     events = SpatialAdapter(reader.sensor_size, size)(events)
     frames = to_frames(
@@ -187,9 +192,36 @@ def test_bundled_model_on_bundled_recording_equals_offline():
         logits, _ = clf.model(torch.from_numpy(frames).unsqueeze(1))
     t = clf.steps_per_window
     ref = torch.softmax(logits[t - 1 :: t, 0], -1).numpy()
-    assert len(preds) == len(ref) == report.summary["windows"] > 200
+    assert len(preds) == len(ref) == summary["windows"] > 200
     np.testing.assert_allclose(np.stack([p.probs for p in preds]), ref, atol=1e-5)
     assert [p.class_id for p in preds] == ref.argmax(1).tolist()
+
+
+def test_bundled_predictions_equal_the_stored_run(bundled_run):
+    """Refactors change no prediction: the bundled recording gives the predictions stored in tests/data.
+
+    The fixture belongs to one bundled model (its SHA-256 is stored); when the model
+    is replaced, re-record it with ``tests/record_bundled_predictions.py``.
+    """
+    from record_bundled_predictions import FIXTURE, model_digest
+
+    stored = json.loads(FIXTURE.read_text(encoding="utf-8"))
+    assert stored["model_sha256"] == model_digest(), (
+        "the bundled model changed: re-record tests/data/bundled_predictions.json "
+        "(python tests/record_bundled_predictions.py)"
+    )
+    preds, _ = bundled_run
+    want = stored["windows"]
+    assert [p.t_us for p in preds] == [w["t"] for w in want]
+    got = np.stack([p.probs for p in preds])
+    ref = np.asarray([w["probs"] for w in want], dtype=np.float64)
+    np.testing.assert_allclose(got, ref, atol=10.0 ** -stored["decimals"])
+    # labels: equal wherever the stored top two are told apart at the stored precision
+    top2 = np.sort(ref, axis=1)[:, -2:]
+    clear = (top2[:, 1] - top2[:, 0]) > 2 * 10.0 ** -stored["decimals"]
+    assert clear.sum() > 0.9 * len(want)
+    labels = np.asarray([p.label for p in preds])
+    assert (labels[clear] == np.asarray([w["label"] for w in want])[clear]).all()
 
 
 def _cli(*args: str, timeout: float = 120):
