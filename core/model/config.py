@@ -78,6 +78,8 @@ class ModelConfig:
         Odd side of the local receptive field of ``lrf`` in tokens.
     lrf_decay : float
         Initial weight decay per token of distance in the ``lrf`` kernel.
+    lrf_lambda : float
+        Weight ``lambda`` of the locality term in ``lrf``: ``(1 - lambda) * SSA + lambda * r``.
     lsssa_window : int
         Odd side of the local window of ``lsssa`` in tokens.
     lsssa_dilations : tuple of int
@@ -109,6 +111,7 @@ class ModelConfig:
     ssa_scale: float = 0.125
     lrf_kernel: int = 3
     lrf_decay: float = 0.5
+    lrf_lambda: float = 0.5
     lsssa_window: int = 3
     lsssa_dilations: tuple[int, ...] = (1, 2)
     lsssa_scale: float = 0.5
