@@ -333,7 +333,7 @@ class SpikingTransformer(nn.Module):
         t = frames.shape[0]
         seq = torch.cat([history.transpose(0, 1).to(frames.dtype), frames], dim=0)  # [k-1+T, B, P, H, W]
         stacked = torch.cat([seq[j : j + t] for j in range(k)], dim=2)
-        return stacked, seq[t:].transpose(0, 1)
+        return stacked, seq[t:].transpose(0, 1).contiguous()
 
 
 def build_model(config: ModelConfig) -> SpikingTransformer:
