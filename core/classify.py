@@ -8,8 +8,13 @@ softmax of the last timestep's logits (the model's head already integrates them
 with a leaky integrator), optionally smoothed further across windows by an
 exponential moving average of the probabilities.
 
-Not thread-safe: one thread calls :meth:`StreamingClassifier.step` (the pipeline
-runs it on its own model thread).
+The classifier carries the model's :class:`~dvsapp.core.recipe.InputRecipe` (from
+the checkpoint): whoever feeds it windows builds them with that recipe (the
+pipeline does, from ``classifier.recipe``).
+
+Not thread-safe: one thread calls :meth:`StreamingClassifier.step` and
+:meth:`StreamingClassifier.reset` (the pipeline runs both on its own model thread;
+other threads ask the pipeline, e.g. :meth:`dvsapp.core.pipeline.Pipeline.reset_model`).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import numpy as np
 
 from dvsapp.core.errors import CheckpointError, ConfigError
 from dvsapp.core.events import SensorSize, Window
+from dvsapp.core.recipe import InputRecipe, recipe_from_metadata
 
 __all__ = ["Prediction", "StreamingClassifier", "load_classifier"]
 
@@ -108,10 +114,20 @@ class StreamingClassifier:
     record_taps : bool
         Attach a :class:`~dvsapp.core.model.TapRecorder` to every prediction (the GUI's
         attention view); costs a little time.
+    recipe : InputRecipe, optional
+        How its input is made (a checkpoint's recipe); default
+        :meth:`InputRecipe.for_model_config` of ``model.config``, or one built from the
+        three arguments below for a model without a config.
     input_size : SensorSize, optional
-        The model's input ``(W, H, P)``; default from ``model.config.input_hw``.
+        The model's input ``(W, H, P)`` when there is neither a recipe nor a config.
     step_us, steps_per_window : int, optional
-        Binning the model expects; default ``model.config.step_us`` / ``timesteps``.
+        Binning the model expects, likewise.
+
+    Attributes
+    ----------
+    recipe : InputRecipe
+    input_size, step_us, steps_per_window
+        The recipe's ``input_size``, ``step_us`` and ``timesteps``.
     """
 
     def __init__(
@@ -122,6 +138,7 @@ class StreamingClassifier:
         device: str = "cpu",
         smoothing: float = 0.0,
         record_taps: bool = False,
+        recipe: InputRecipe | None = None,
         input_size: SensorSize | None = None,
         step_us: int | None = None,
         steps_per_window: int | None = None,
@@ -133,17 +150,14 @@ class StreamingClassifier:
             class_names = getattr(config, "class_names", None)
         if not class_names:
             raise ConfigError("the classifier needs class names (none given, none in the model config)")
-        if input_size is None:
-            if config is None:
-                raise ConfigError("the classifier needs input_size (the model has no config)")
-            h, w = config.input_hw
-            input_size = SensorSize(int(w), int(h), int(getattr(config, "in_channels", 2)))
-        self.step_us = int(step_us if step_us is not None else getattr(config, "step_us", 0))
-        self.steps_per_window = int(
-            steps_per_window if steps_per_window is not None else getattr(config, "timesteps", 0)
-        )
-        if self.step_us <= 0 or self.steps_per_window <= 0:
-            raise ConfigError("the classifier needs positive step_us and steps_per_window")
+        if recipe is None:
+            recipe = _default_recipe(config, input_size, step_us, steps_per_window)
+        elif config is not None and hasattr(config, "input_hw"):
+            recipe.check_model(config)
+        self.recipe = recipe
+        self.step_us = recipe.step_us
+        self.steps_per_window = recipe.timesteps
+        input_size = recipe.input_size
         if not 0.0 <= float(smoothing) < 1.0:
             raise ConfigError(f"smoothing {smoothing} must be in [0, 1)")
         self.model = model
@@ -170,7 +184,7 @@ class StreamingClassifier:
         return self._state
 
     def reset(self) -> None:
-        """Forget the stream: the next window starts from rest."""
+        """Forget the stream: the next window starts from rest (call it on the thread that steps)."""
         self._state = None
         self._probs = None
         self.n_windows = 0
@@ -241,6 +255,24 @@ class StreamingClassifier:
         )
 
 
+def _default_recipe(config, input_size, step_us, steps_per_window) -> InputRecipe:
+    """The recipe of a classifier built without one: the config's, with the explicit sizes winning."""
+    if config is not None and hasattr(config, "input_hw"):
+        changes = {}
+        if input_size is not None:
+            changes["input_size"] = SensorSize(*input_size)
+        if step_us is not None:
+            changes["step_us"] = int(step_us)
+        if steps_per_window is not None:
+            changes["timesteps"] = int(steps_per_window)
+        return InputRecipe.for_model_config(config, **changes)
+    if input_size is None:
+        raise ConfigError("the classifier needs input_size (the model has no config)")
+    if not step_us or not steps_per_window or step_us <= 0 or steps_per_window <= 0:
+        raise ConfigError("the classifier needs positive step_us and steps_per_window")
+    return InputRecipe(SensorSize(*input_size), int(step_us), int(steps_per_window))
+
+
 def load_classifier(
     checkpoint: str | os.PathLike | None = None,
     *,
@@ -256,10 +288,13 @@ def load_classifier(
         A ``.safetensors`` checkpoint written by :func:`dvsapp.core.model.save_checkpoint`;
         ``None`` loads the bundled model (``core/model/pretrained/tiny_synth.safetensors``).
 
+    The classifier's recipe is the checkpoint's (:func:`dvsapp.core.recipe.recipe_from_metadata`).
+
     Raises
     ------
     CheckpointError
-        Missing, corrupt or mismatched checkpoint (also when the bundled model is absent).
+        Missing, corrupt or mismatched checkpoint (also when the bundled model is absent),
+        or one without an input recipe.
     """
     from dvsapp.core.model import bundled_checkpoint, load_checkpoint
 
@@ -272,9 +307,10 @@ def load_classifier(
     else:
         path = Path(checkpoint)
     model, metadata = load_checkpoint(path, map_location=device)
+    recipe = recipe_from_metadata(metadata, config=model.config, path=path)
     names = metadata.get("class_names") or list(model.config.class_names)
     clf = StreamingClassifier(
-        model, class_names=names, device=device, smoothing=smoothing, record_taps=record_taps
+        model, class_names=names, device=device, smoothing=smoothing, record_taps=record_taps, recipe=recipe
     )
     clf.metadata = dict(metadata)
     clf.metadata["path"] = str(path)

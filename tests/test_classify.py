@@ -38,7 +38,9 @@ def frames() -> np.ndarray:
 def test_state_is_kept_across_windows(frames):
     model = tiny_model()
     clf = StreamingClassifier(model)
-    assert clf.step_us == 10_000 and clf.steps_per_window == 8 and clf.input_size[:2] == (64, 64)
+    cfg = model.config
+    assert (clf.step_us, clf.steps_per_window) == (cfg.step_us, cfg.timesteps) == (clf.recipe.step_us, 8)
+    assert clf.input_size == clf.recipe.input_size and clf.input_size[:2] == (64, 64)
     preds = [clf.step(w) for w in windows_from(frames, 8)]
     with torch.inference_mode():
         logits, _ = model(torch.from_numpy(frames).unsqueeze(1))
@@ -123,13 +125,43 @@ def test_model_without_config_needs_sizes():
 
 def test_load_classifier_from_checkpoint(tmp_path, frames):
     from dvsapp.core.model import save_checkpoint
+    from dvsapp.core.recipe import FilterSpec, InputRecipe
 
     model = tiny_model(3)
-    path = save_checkpoint(tmp_path / "m.safetensors", model, metadata={"note": "test"})
+    recipe = InputRecipe.for_model_config(
+        model.config, clip=7, filters=(FilterSpec("refractory", {"refractory_us": 500}),)
+    )
+    meta = {"note": "test", "recipe": recipe.to_dict()}
+    path = save_checkpoint(tmp_path / "m.safetensors", model, metadata=meta)
     clf = load_classifier(path)
     assert clf.metadata["path"] == str(path) and clf.metadata["note"] == "test"
+    assert clf.recipe == recipe  # the checkpoint's recipe, filters and clip included
     w = windows_from(frames, 8)[0]
     np.testing.assert_allclose(clf.step(w).probs, StreamingClassifier(model).step(w).probs, atol=1e-6)
+
+
+def test_checkpoint_without_recipe_is_refused_or_mapped_from_legacy_preprocess(tmp_path):
+    from dvsapp.core.model import save_checkpoint
+    from dvsapp.core.recipe import InputRecipe
+
+    model = tiny_model(3)
+    bare = save_checkpoint(tmp_path / "bare.safetensors", model, metadata={"note": "no recipe"})
+    with pytest.raises(CheckpointError, match="no input recipe") as exc:
+        load_classifier(bare)
+    assert str(bare) in str(exc.value) and "\n" not in str(exc.value)
+    legacy = {"sensor_size": [128, 128, 2], "input_size": [64, 64, 2], "step_us": 20_000, "n_steps": 8}
+    old = save_checkpoint(
+        tmp_path / "old.safetensors", model, metadata={"preprocess": {**legacy, "spatial_mode": "pad"}}
+    )
+    assert load_classifier(old).recipe == InputRecipe((64, 64, 2), 20_000, 8, clip=255)  # 128 -> 64: exact
+    odd = {**legacy, "sensor_size": [346, 260, 2], "spatial_mode": "pad"}
+    padded = save_checkpoint(tmp_path / "pad.safetensors", model, metadata={"preprocess": odd})
+    with pytest.raises(CheckpointError, match="retrain"):
+        load_classifier(padded)
+    wrong = InputRecipe((32, 32, 2), 20_000, 8)
+    mismatch = save_checkpoint(tmp_path / "mis.safetensors", model, metadata={"recipe": wrong.to_dict()})
+    with pytest.raises(CheckpointError, match="the model takes"):
+        load_classifier(mismatch)
 
 
 def test_load_classifier_errors(tmp_path):

@@ -93,7 +93,6 @@ def classify(
     smoothing: Annotated[
         float, typer.Option(help="Extra smoothing of probabilities across windows, in [0, 1).")
     ] = 0.0,
-    spatial: Annotated[str, typer.Option(help="Fit the sensor to the model input: crop or pad.")] = "crop",
     device: Annotated[str, typer.Option(help="Torch device.")] = "cpu",
 ) -> None:
     """Classify a recording or a live stream; one line per prediction, a summary at the end."""
@@ -124,7 +123,6 @@ def classify(
         seconds=seconds,
         device=device,
         smoothing=smoothing,
-        spatial_mode=spatial,
         on_status=on_status,
     )
     if json_lines:

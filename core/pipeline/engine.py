@@ -1,18 +1,29 @@
 """The pipeline engine: source -> filters -> StreamBinner -> StreamingClassifier -> sinks.
 
+This is the one loop that streams events into a model: ``dvsapp classify`` (file
+and live), the GUI, label predictions and the video export all run it.
+
 Stages and queues
 -----------------
 ::
 
-    source --packets--> [ingest: filters + binner] --windows--> (bounded queue)
+    source --packets--> [ingest: the classifier's InputRecipe: filters, spatial map,
+        StreamBinner, encoding] --windows--> (bounded queue)
         --> [model thread: StreamingClassifier.step] --(window, prediction)--> (bounded queue)
         --> [sinks: consume(window, prediction)]
 
+* The model input is made by the classifier's :class:`~dvsapp.core.recipe.InputRecipe`
+  (:meth:`~dvsapp.core.recipe.InputRecipe.stream`) and nothing else, so a model runs on
+  the input it was trained on.
 * Ingest runs on the event loop (filtering and binning a packet costs well under
   a millisecond per 10k events); sources do their blocking reads in worker threads.
 * The model runs on one dedicated thread (torch releases the GIL), so the loop
-  stays responsive and the model state is only ever touched by that thread.
-* Sinks run on the loop, in order, after the model.
+  stays responsive and the model state is only ever touched by that thread: a
+  state change asked from elsewhere (:meth:`Pipeline.reset_model`,
+  :meth:`Pipeline.call_on_model_thread`) waits in a command queue that the model
+  thread drains before its next step.
+* Sinks run on the loop, in order, after the model; one with heavy work hands it
+  to a thread of its own.
 
 Backpressure
 ------------
@@ -25,7 +36,8 @@ Backpressure
 
 Controls (thread-safe; the GUI calls them from its own thread)
 --------------------------------------------------------------
-``pause()``, ``resume()``, ``set_speed(x)``, ``seek(t_us)``, ``stop()``.  A seek
+``pause()``, ``resume()``, ``set_speed(x)``, ``seek(t_us)``, ``stop()``,
+``reset_model()``, ``call_on_model_thread(fn)``.  A seek
 (and resuming a live source) starts a new *generation*: queued windows of the old
 one are discarded, the binner and the filters restart and the model state is reset.
 
@@ -44,6 +56,7 @@ import asyncio
 import concurrent.futures
 import inspect
 import math
+import queue
 import signal
 import threading
 import time
@@ -58,6 +71,7 @@ from dvsapp.core.classify import Prediction, StreamingClassifier
 from dvsapp.core.errors import ConfigError, DvsAppError
 from dvsapp.core.events import Packet, SensorSize, Window
 from dvsapp.core.pipeline.sinks import Sink
+from dvsapp.core.recipe import InputRecipe
 from dvsapp.core.sources.base import Source
 
 __all__ = ["MetricsSnapshot", "Pipeline", "PipelineMetrics", "run_pipeline"]
@@ -239,17 +253,15 @@ class _Item:
     window: Window
 
 
-def _filter_stream(f):
-    """A filter's streaming state (``f.stream()``), or a stateless wrapper around a plain callable."""
-    make = getattr(f, "stream", None)
-    if callable(make):
-        return make()
-
-    class _Call:
-        def push(self, events: np.ndarray) -> np.ndarray:
-            return f(events)
-
-    return _Call()
+def _recipe_of(classifier) -> InputRecipe:
+    """The classifier's input recipe; a stand-in without one (tests, benchmarks) gets the plain
+    recipe of its ``input_size``, ``step_us`` and ``steps_per_window`` (no filter, counts clipped at 255)."""
+    recipe = getattr(classifier, "recipe", None)
+    if recipe is not None:
+        return recipe
+    return InputRecipe(
+        SensorSize(*classifier.input_size), int(classifier.step_us), int(classifier.steps_per_window)
+    )
 
 
 class Pipeline:
@@ -260,30 +272,26 @@ class Pipeline:
     source : Source
         Any :class:`~dvsapp.core.sources.Source`; ``source.live`` picks the backpressure policy.
     classifier : StreamingClassifier
-        Gives the model input size, ``step_us`` and timesteps per window.
-    filters : sequence
-        Event filters applied in order (objects with ``stream()`` as in
-        :mod:`dvsapp.core.filters`, or plain ``events -> events`` callables).  A
-        :class:`dvsapp.core.filters.SpatialAdapter` from the source size to the model
-        input is appended when the sizes differ.
+        Its ``recipe`` (:class:`~dvsapp.core.recipe.InputRecipe`) makes the model input
+        from the source's sensor: filters, spatial mapping, binning, encoding.
     sinks : sequence of Sink
-    spatial_mode : {"crop", "pad"}
-        How the automatic adapter fits the sensor onto the model input.
     steps_per_window : int, optional
-        Override the classifier's timesteps per window (``step_us`` always stays
-        the model's).
+        Timesteps per window instead of the recipe's ``T`` (a prediction every
+        ``steps_per_window * step_us``; every timestep is still the recipe's).
     window_queue : int
         Windows that may wait for the model (the memory bound for live sources).
     result_queue : int
         Predictions that may wait for the sinks.
     drop_oldest : bool, optional
         Backpressure policy; default ``source.live``.
-    frame_mode : str
-        The binner's frame builder (``counts``, ``binary``, ``voxel``).
     max_empty_windows : int or None
         Longest run of empty windows emitted after a time jump.
     on_status : callable, optional
         Receives one-line status messages (source reconnects, seeks, ...).
+    on_packet : callable, optional
+        ``on_packet(packet)`` on the loop for every packet the source yields, before
+        any filtering (the GUI's event view, the recorder, the export's frames); keep
+        it quick.
     torch_threads : int or None
         Torch intra-op threads for a model on the CPU, set when the run starts
         (``None`` leaves torch's setting).  One is fastest: on 2 cores the model
@@ -297,16 +305,14 @@ class Pipeline:
         source: Source,
         classifier: StreamingClassifier,
         *,
-        filters: Iterable = (),
         sinks: Iterable[Sink] = (),
-        spatial_mode: str = "crop",
         steps_per_window: int | None = None,
         window_queue: int = 4,
         result_queue: int = 64,
         drop_oldest: bool | None = None,
-        frame_mode: str = "counts",
         max_empty_windows: int | None = 1000,
         on_status: Callable[[str], None] | None = None,
+        on_packet: Callable[[Packet], Any] | None = None,
         torch_threads: int | None = 1,
     ) -> None:
         if window_queue < 1 or result_queue < 1:
@@ -314,25 +320,22 @@ class Pipeline:
         self.source = source
         self.classifier = classifier
         self.sinks = list(sinks)
-        self.filters = list(filters)
-        in_size = SensorSize(*source.sensor_size)
-        model_size = SensorSize(*classifier.input_size)
-        if (in_size.width, in_size.height) != (model_size.width, model_size.height):
-            from dvsapp.core.filters import SpatialAdapter
-
-            self.filters.append(SpatialAdapter(in_size, model_size, mode=spatial_mode))
-        self.input_size = model_size
-        self.step_us = int(classifier.step_us)
-        self.steps_per_window = int(steps_per_window or classifier.steps_per_window)
+        self.recipe = _recipe_of(classifier)
+        self.sensor_size = SensorSize(*source.sensor_size)
+        self.input_size = self.recipe.input_size
+        self.step_us = self.recipe.step_us
+        self.steps_per_window = int(steps_per_window or self.recipe.timesteps)
         if self.steps_per_window < 1:
             raise ConfigError(f"steps_per_window {self.steps_per_window} must be at least 1")
         self.window_queue_size = int(window_queue)
         self.result_queue_size = int(result_queue)
         self.drop_oldest = bool(source.live if drop_oldest is None else drop_oldest)
-        self.frame_mode = frame_mode
         self.max_empty_windows = max_empty_windows
         self.on_status = on_status
+        self.on_packet = on_packet
         self.torch_threads = torch_threads
+        self._commands: queue.SimpleQueue[Callable[[], Any]] = queue.SimpleQueue()
+        self._make_stream()  # fails now on a recipe the sensor cannot take
         self._metrics = PipelineMetrics(queue_bound=self.window_queue_size)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread_id: int | None = None
@@ -340,7 +343,7 @@ class Pipeline:
         self._stop_requested = False
         self._generation = 0
         self._model_generation = 0
-        self._binner = None
+        self._input = None
         self._window_q: asyncio.Queue | None = None
         self._result_q: asyncio.Queue | None = None
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
@@ -357,7 +360,7 @@ class Pipeline:
     # ------------------------------------------------------------- metrics
     def metrics(self) -> MetricsSnapshot:
         """The live numbers (cheap; safe to call from any thread)."""
-        binner = self._binner
+        binner = None if self._input is None else self._input.binner
         return self._metrics.snapshot(
             queue_depth=self._window_q.qsize() if self._window_q is not None else 0,
             results_depth=self._result_q.qsize() if self._result_q is not None else 0,
@@ -425,6 +428,26 @@ class Pipeline:
         self.source.seek(t_us)
         self._new_generation()
 
+    def reset_model(self) -> None:
+        """Forget the model's state (thread-safe): done on the model thread before its next window."""
+        self.call_on_model_thread(self.classifier.reset)
+
+    def call_on_model_thread(self, fn: Callable[[], Any]) -> None:
+        """Run ``fn()`` on the model thread before its next step (thread-safe; in call order).
+
+        The one way to change the classifier's state from another thread.  Before the
+        run starts (or after it ends) commands wait for the next step.
+        """
+        self._commands.put(fn)
+
+    def _drain_commands(self) -> None:
+        while True:
+            try:
+                fn = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            fn()
+
     def _new_generation(self) -> None:
         self._generation += 1
         q = self._window_q
@@ -432,15 +455,10 @@ class Pipeline:
             q.get_nowait()
 
     # ---------------------------------------------------------------- stages
-    def _make_binner(self):
-        from dvsapp.core.binning import StreamBinner
-
-        return StreamBinner(
-            self.input_size,
-            self.step_us,
-            self.steps_per_window,
-            mode=self.frame_mode,
-            max_empty_windows=self.max_empty_windows,
+    def _make_stream(self):
+        """The recipe on this source: filters, spatial map, binner, encoding (fresh state)."""
+        return self.recipe.stream(
+            self.sensor_size, steps_per_window=self.steps_per_window, max_empty_windows=self.max_empty_windows
         )
 
     async def _put_window(self, window: Window, generation: int) -> None:
@@ -459,22 +477,20 @@ class Pipeline:
 
     async def _ingest(self) -> None:
         generation = self._generation
-        self._binner = binner = self._make_binner()
-        streams = [_filter_stream(f) for f in self.filters]
+        self._input = stream = self._make_stream()
+        tap = self.on_packet
         try:
             async for packet in self.source:
                 now = time.monotonic()
                 self._metrics.on_packet(packet, now)
+                if tap is not None:
+                    tap(packet)
                 if self._generation != generation:
                     generation = self._generation
-                    self._binner = binner = self._make_binner()
-                    streams = [_filter_stream(f) for f in self.filters]
+                    self._input = stream = self._make_stream()
                 if self._paused and self.source.live:
                     continue
-                events = packet.events
-                for s in streams:
-                    events = s.push(events)
-                windows = binner.push(Packet(events, packet.until_us), arrival_s=now)
+                windows = stream.push(packet, arrival_s=now)
                 for window in windows:
                     if self._generation != generation:
                         break
@@ -482,7 +498,7 @@ class Pipeline:
         except DvsAppError as exc:  # the source failed: finish what was binned, then re-raise from run()
             self._source_error = exc
         if self._generation == generation and not self._stop_requested:
-            for window in binner.flush(arrival_s=time.monotonic()):
+            for window in stream.flush(arrival_s=time.monotonic()):
                 await self._put_window(window, generation)
         await self._window_q.put(_END)
 
@@ -495,6 +511,7 @@ class Pipeline:
                 torch.set_num_threads(int(self.torch_threads))
 
     def _model_step(self, item: _Item) -> Prediction:
+        self._drain_commands()
         if item.generation != self._model_generation:
             self.classifier.reset()
             self._model_generation = item.generation

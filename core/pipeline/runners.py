@@ -161,7 +161,6 @@ def classify_source(
     seconds: float | None = None,
     device: str = "cpu",
     smoothing: float = 0.0,
-    spatial_mode: str = "crop",
     on_status: Callable[[str], None] | None = None,
     handle_signals: bool = True,
 ) -> ClassifyReport:
@@ -173,7 +172,8 @@ def classify_source(
         A source URI or bare path, an open :class:`Source`, or ``None`` for the
         first live source that works (USB camera, webcam, synthetic scene).
     checkpoint : path-like, optional
-        Model checkpoint; ``None`` = the bundled model.
+        Model checkpoint; ``None`` = the bundled model.  Its input recipe makes the
+        model input from whatever sensor the source has.
     sinks : sequence of Sink
         Where predictions go besides the statistics (printing, GUI...).
     out_csv : path-like, optional
@@ -230,7 +230,6 @@ def classify_source(
             src,
             classifier,
             sinks=all_sinks,
-            spatial_mode=spatial_mode,
             steps_per_window=steps,
             on_status=on_status,
         )
