@@ -192,18 +192,6 @@ def test_lsssa_dilated_window_sees_only_dilated_neighbours():
     assert out.item() == pytest.approx(d * sum(idx))
 
 
-def test_lrf_weighs_neighbours_more():
-    cfg = small_config(attention="lrf", lrf_kernel=3, lrf_decay=0.5)
-    attn = build_model(cfg).blocks[0].attn
-    rows, cols = cfg.token_hw
-    kv = torch.zeros(1, 1, cfg.embed_dim, rows * cols)
-    kv[..., 1 * cols + 1] = 1  # one active token at (1, 1)
-    charge = attn.charge(kv)[0, 0, 0].reshape(rows, cols).detach()
-    assert charge[1, 1] == pytest.approx(2.0)  # global 1 + centre weight 1
-    assert charge[0, 0] == pytest.approx(1.5)  # neighbour: 1 + 0.5
-    assert charge[3, 3] == pytest.approx(1.0)  # far away: the global term only
-
-
 class _LargestTensor(TorchDispatchMode):
     def __init__(self):
         super().__init__()
