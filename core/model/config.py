@@ -73,11 +73,9 @@ class ModelConfig:
     class_names : tuple of str
         Output classes, in logit order.
     ssa_scale : float
-        Scale ``s`` of ``SN(Q K^T V s)`` in ``ssa``.
-    lrf_kernel : int
-        Odd side of the local receptive field of ``lrf`` in tokens.
+        Scale ``s`` of ``SN(Q K^T V s)`` in ``ssa`` (0.25, Spikformer's DVS models).
     lrf_decay : float
-        Initial weight decay per token of distance in the ``lrf`` kernel.
+        Decay ``delta`` per token of grid distance in ``lrf``'s locality weights ``r``.
     lrf_lambda : float
         Weight ``lambda`` of the locality term in ``lrf``: ``(1 - lambda) * SSA + lambda * r``.
     lsssa_window : int
@@ -108,8 +106,7 @@ class ModelConfig:
     step_us: int = 10_000
     timesteps: int = 8
     class_names: tuple[str, ...] = field(default=GESTURE_CLASSES)
-    ssa_scale: float = 0.125
-    lrf_kernel: int = 3
+    ssa_scale: float = 0.25
     lrf_decay: float = 0.5
     lrf_lambda: float = 0.5
     lsssa_window: int = 3
@@ -203,7 +200,7 @@ class ModelConfig:
             raise bad(f"head_decay {self.head_decay} must be in (0, 1]")
         if self.mlp_ratio <= 0:
             raise bad(f"mlp_ratio {self.mlp_ratio} must be positive")
-        for name in ("lrf_kernel", "lsssa_window"):
+        for name in ("lsssa_window",):
             k = getattr(self, name)
             if k < 1 or k % 2 == 0:
                 raise bad(f"{name} {k} must be odd and positive")
@@ -227,6 +224,7 @@ class ModelConfig:
         if not isinstance(data, dict):
             raise ConfigError(f"model config must be a JSON object, got {type(data).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
+        data = {k: v for k, v in data.items() if k not in LEGACY_FIELDS}
         unknown = sorted(set(data) - known)
         if unknown:
             raise ConfigError(f"model config has unknown field(s) {', '.join(unknown)}")
@@ -244,8 +242,12 @@ class ModelConfig:
         return dataclasses.replace(self, **changes)
 
 
+#: fields older checkpoints carry that no longer shape the model (dropped when read)
+LEGACY_FIELDS = frozenset({"lrf_kernel"})
+
 PRESETS: dict[str, ModelConfig] = {
-    # real time on 2 CPU cores; 20 ms steps, a 3-step motion stem, a ~100 ms readout
+    # real time on 2 CPU cores; 20 ms steps (the configuration of the bundled model:
+    # docs/model.md, "Temporal model and ablation")
     "tiny": ModelConfig(
         input_hw=(64, 64),
         embed_dim=64,
@@ -255,8 +257,6 @@ PRESETS: dict[str, ModelConfig] = {
         attention="sdsa",
         step_us=20_000,
         timesteps=8,
-        temporal_kernel=3,
-        head_decay=0.2,
     ),
     # the 128x128 model: 16x16 tokens
     "small": ModelConfig(
@@ -269,8 +269,6 @@ PRESETS: dict[str, ModelConfig] = {
         attention="sdsa",
         step_us=20_000,
         timesteps=8,
-        temporal_kernel=3,
-        head_decay=0.2,
     ),
     # the Spike-driven Transformer's DVS128 Gesture network (BICLab conf/gesture/2_256_200E_t16.yml):
     # 128x128 input, pooling_stat 0111 -> 16x16 = 256 tokens, D=256, 2 blocks, 8 heads, T=16
