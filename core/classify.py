@@ -32,7 +32,7 @@ from dvsapp.core.errors import CheckpointError, ConfigError
 from dvsapp.core.events import SensorSize, Window
 from dvsapp.core.recipe import InputRecipe, recipe_from_metadata
 
-__all__ = ["Prediction", "StreamingClassifier", "load_classifier"]
+__all__ = ["Prediction", "StreamingClassifier", "checkpoint_recipe", "load_classifier"]
 
 
 @dataclass(frozen=True)
@@ -273,6 +273,35 @@ def _default_recipe(config, input_size, step_us, steps_per_window) -> InputRecip
     return InputRecipe(SensorSize(*input_size), int(step_us), int(steps_per_window))
 
 
+def _checkpoint_path(checkpoint: str | os.PathLike | None) -> Path:
+    """``checkpoint``, or the bundled model's path (``CheckpointError`` when that is absent)."""
+    from dvsapp.core.model import bundled_checkpoint
+
+    if checkpoint is not None:
+        return Path(checkpoint)
+    path = Path(bundled_checkpoint())
+    if not path.is_file():
+        raise CheckpointError(
+            "no bundled model yet: train one with `dvsapp train` or pass --model CKPT", path=path
+        )
+    return path
+
+
+def checkpoint_recipe(checkpoint: str | os.PathLike | None = None) -> InputRecipe:
+    """The :class:`InputRecipe` of a checkpoint (``None`` = the bundled model), read without the weights.
+
+    Raises
+    ------
+    CheckpointError
+        Missing or unreadable checkpoint, or one without an input recipe.
+    """
+    from dvsapp.core.model.checkpoint import read_checkpoint_metadata
+
+    path = _checkpoint_path(checkpoint)
+    config, metadata = read_checkpoint_metadata(path)
+    return recipe_from_metadata(metadata, config=config, path=path)
+
+
 def load_classifier(
     checkpoint: str | os.PathLike | None = None,
     *,
@@ -296,16 +325,9 @@ def load_classifier(
         Missing, corrupt or mismatched checkpoint (also when the bundled model is absent),
         or one without an input recipe.
     """
-    from dvsapp.core.model import bundled_checkpoint, load_checkpoint
+    from dvsapp.core.model import load_checkpoint
 
-    if checkpoint is None:
-        path = Path(bundled_checkpoint())
-        if not path.is_file():
-            raise CheckpointError(
-                "no bundled model yet: train one with `dvsapp train` or pass --model CKPT", path=path
-            )
-    else:
-        path = Path(checkpoint)
+    path = _checkpoint_path(checkpoint)
     model, metadata = load_checkpoint(path, map_location=device)
     recipe = recipe_from_metadata(metadata, config=model.config, path=path)
     names = metadata.get("class_names") or list(model.config.class_names)

@@ -185,6 +185,9 @@ def test_the_bundled_model_loads():
     clf = load_classifier(None)
     assert clf.metadata["path"].endswith("tiny_synth.safetensors")
     assert clf.metadata["provenance"]["stages"], "the shipped checkpoint records how it was trained"
+    from dvsapp.core.classify import checkpoint_recipe
+
+    assert checkpoint_recipe(None) == clf.recipe  # read from the metadata alone, without the weights
 
 
 # ------------------------------------------------ end to end: `dvsapp classify`

@@ -18,6 +18,7 @@ import pytest
 
 from dvsapp.core.errors import ConfigError, EventFileError, LabelError
 from dvsapp.core.events import EVENT_DTYPE
+from dvsapp.core.recipe import InputRecipe
 from dvsapp.core.train.datasets import (
     DVS128,
     NO_LABEL,
@@ -32,7 +33,6 @@ from dvsapp.core.train.datasets import (
     synthetic_seeds,
     tonic_recordings,
 )
-from dvsapp.core.train.preprocess import Preprocess
 
 # --------------------------------------------------------------------------- DVS128 Gesture (AEDAT 3.1)
 
@@ -136,7 +136,7 @@ def test_dvsgesture_original_release_loads_clips_classes_and_user_split(dvsgestu
 
 def test_dvsgesture_frames_are_labeled_by_the_csv_segments(dvsgesture_root):
     parent, written = dvsgesture_root
-    pre = Preprocess(DVS128, (64, 64, 2), 10_000, 8)
+    pre = InputRecipe((64, 64, 2), 10_000, 8)
     frames = build_frames("dvsgesture", parent, "train", pre)
     assert [f.name for f in frames] == ["user01_fluorescent", "user02_lab"]
     f = frames[0]
@@ -235,7 +235,7 @@ def test_tonic_layout_gives_one_clip_per_file_with_its_class_and_user(tonic_root
         np.testing.assert_array_equal(ev["y"], arr[:, 1])
         np.testing.assert_array_equal(ev["p"], arr[:, 2].astype(bool))
     # the binned clip is labeled with its class throughout the span and counts every event
-    pre = Preprocess(DVS128, (32, 32, 2), 20_000, 4)
+    pre = InputRecipe((32, 32, 2), 20_000, 4)
     frames = build_frames("tonic-dvsgesture", root, "test", pre)
     for f in frames:
         cls = int(f.name.split("/")[1])

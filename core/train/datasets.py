@@ -16,8 +16,10 @@ one evaluator serve them all:
 ``synthetic``          gesture sequences rendered by ``dvsapp.core.synth.make_sequence`` from integer seeds.
 =====================  =====================================================================
 
-Training then works on binned recordings (:class:`FrameRecording`: uint8 counts
-``[S, P, H, W]`` for ``S`` timesteps and one label per timestep) from which
+Training then works on binned recordings (:class:`FrameRecording`: the model input
+made by the model's :class:`~dvsapp.core.recipe.InputRecipe` -- the same filters,
+spatial map, counting kernel and clipping the live pipeline uses -- stored as
+uint8 ``[S, P, H, W]`` for ``S`` timesteps, with one label per timestep) from which
 :class:`ClipBank` draws random clips of ``L`` windows of ``T`` timesteps anywhere
 in the stream, so the model learns to answer from any point of a stream with its
 state carried across windows.
@@ -38,7 +40,7 @@ from dvsapp.core.atomic import atomic_path
 from dvsapp.core.errors import ConfigError, EventFileError, LabelError
 from dvsapp.core.events import SensorSize, as_events, empty_events
 from dvsapp.core.gestures import GESTURE_CLASSES, mirrored_class
-from dvsapp.core.train.preprocess import Preprocess
+from dvsapp.core.recipe import InputRecipe
 
 DVS128 = SensorSize(128, 128, 2)
 NO_LABEL = -1
@@ -391,7 +393,8 @@ class FrameRecording:
 
     Attributes
     ----------
-    frames : ``[S, P, H, W]`` uint8 event counts at the model's input size
+    frames : ``[S, P, H, W]`` uint8 clipped event counts at the model's input size (the
+        recipe's encoding: the model receives them as float32)
     labels : ``[S]`` int16 class of each timestep (0-based), ``NO_LABEL`` outside gestures
     """
 
@@ -417,12 +420,15 @@ def step_labels(spans: Iterable[Span], t0_us: int, step_us: int, n_steps: int) -
 
 
 def bin_recording(
-    rec: Recording, pre: Preprocess, events: np.ndarray | None = None, *, time_scale: float = 1.0
+    rec: Recording, recipe: InputRecipe, events: np.ndarray | None = None, *, time_scale: float = 1.0
 ) -> FrameRecording:
-    """Bin a recording's events (loaded unless given) into a :class:`FrameRecording`.
+    """Bin a recording's events (loaded unless given) with ``recipe`` into a :class:`FrameRecording`.
 
-    ``t0_us`` is the first event time floored to a multiple of ``step_us`` (the
-    streaming binner's alignment).  ``time_scale`` stretches time (events and
+    The events go through :meth:`InputRecipe.adapt` (filters, spatial map from
+    ``rec.sensor_size``) and :meth:`InputRecipe.count` (the counting kernel and the
+    clipping of the live pipeline).  ``t0_us`` is the first adapted event's time
+    floored to ``step_us``: the streaming binner's alignment, so window ``k`` of a
+    live run is ``frames[k*T:(k+1)*T]``.  ``time_scale`` stretches time (events and
     spans) by that factor before binning (an augmentation; 1 = none).
     """
     ev = rec.events() if events is None else events
@@ -433,27 +439,26 @@ def bin_recording(
         spans = tuple(
             Span(s.class_id, round(s.start_us * time_scale), round(s.end_us * time_scale)) for s in spans
         )
-    if pre.sensor_size != rec.sensor_size:
-        pre = Preprocess(rec.sensor_size, pre.input_size, pre.step_us, pre.n_steps, pre.spatial_mode)
+    ev = recipe.adapt(ev, rec.sensor_size) if len(ev) else empty_events()
+    step_us = recipe.step_us
     if len(ev) == 0:
-        ev = empty_events()
         t_first = min((s.start_us for s in spans), default=0)
         t_last = max((s.end_us for s in spans), default=0)
     else:
         t_first, t_last = int(ev["t"][0]), int(ev["t"][-1])
         t_last = max(t_last, max((s.end_us for s in spans), default=0) - 1)
-    t0 = (t_first // pre.step_us) * pre.step_us
-    n = (t_last - t0) // pre.step_us + 1
-    frames = pre.frames(ev, t0_us=t0, n_bins=n)
-    return FrameRecording(rec.name, frames, step_labels(spans, t0, pre.step_us, n), t0, pre.step_us, spans)
+    t0 = (t_first // step_us) * step_us
+    n = (t_last - t0) // step_us + 1
+    frames = recipe.count(ev, t0_us=t0, n_steps=n, dtype=np.uint8)
+    return FrameRecording(rec.name, frames, step_labels(spans, t0, step_us, n), t0, step_us, spans)
 
 
-def _bin_loaded(rec: Recording, pre: Preprocess, time_scale: float) -> FrameRecording:
-    return bin_recording(rec, pre, time_scale=time_scale)
+def _bin_loaded(rec: Recording, recipe: InputRecipe, time_scale: float) -> FrameRecording:
+    return bin_recording(rec, recipe, time_scale=time_scale)
 
 
-def _bin_synthetic(seed: int, n_gestures: int, pre: Preprocess, time_scale: float) -> FrameRecording:
-    return bin_recording(synthetic_recording(seed, n_gestures), pre, time_scale=time_scale)
+def _bin_synthetic(seed: int, n_gestures: int, recipe: InputRecipe, time_scale: float) -> FrameRecording:
+    return bin_recording(synthetic_recording(seed, n_gestures), recipe, time_scale=time_scale)
 
 
 def _time_scales(n: int, stretch: tuple[float, float], seed: int) -> list[float]:
@@ -492,7 +497,7 @@ def build_frames(
     dataset: str,
     root: str | os.PathLike | None,
     split: str,
-    pre: Preprocess,
+    recipe: InputRecipe,
     *,
     workers: int = 1,
     n_seeds: int | None = None,
@@ -500,7 +505,7 @@ def build_frames(
     time_stretch: tuple[float, float] = (1.0, 1.0),
     seed: int = 0,
 ) -> list[FrameRecording]:
-    """Load and bin every recording of a dataset split, over ``workers`` processes.
+    """Load and bin every recording of a dataset split with ``recipe``, over ``workers`` processes.
 
     Synthetic recordings are rendered inside the workers (from their seeds); each
     recording gets its own time stretch drawn log-uniformly from ``time_stretch``.
@@ -508,11 +513,11 @@ def build_frames(
     if dataset == "synthetic":
         seeds = list(synthetic_seeds(split, n_seeds))
         scales = _time_scales(len(seeds), time_stretch, seed)
-        args = [(s, n_gestures, pre, k) for s, k in zip(seeds, scales)]
+        args = [(s, n_gestures, recipe, k) for s, k in zip(seeds, scales)]
         return _pool_map(_bin_synthetic, args, workers)
     recs = load_recordings(dataset, root, split)
     scales = _time_scales(len(recs), time_stretch, seed)
-    return _pool_map(_bin_loaded, [(r, pre, k) for r, k in zip(recs, scales)], workers)
+    return _pool_map(_bin_loaded, [(r, recipe, k) for r, k in zip(recs, scales)], workers)
 
 
 def save_frames_h5(

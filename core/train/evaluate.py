@@ -1,9 +1,14 @@
 """Evaluation of a streaming classifier on labeled recordings.
 
 The model runs over each whole recording window after window with its state
-carried, exactly as the live pipeline runs it (windows aligned to the
-recording's first event, floored to ``step_us``).  From the per-timestep class
-probabilities it reports:
+carried, exactly as the live pipeline runs it: the input is made by the
+checkpoint's :class:`~dvsapp.core.recipe.InputRecipe` through the pipeline's pure
+stages (:func:`dvsapp.core.train.datasets.bin_recording`: the recipe's filters,
+spatial map, counting kernel and clipping), windows aligned to the recording's
+first event floored to ``step_us``, so window ``k`` here is window ``k`` of a
+``dvsapp classify`` replay (``tests/test_recipe.py``).  Recordings are batched,
+which the pipeline (one stream, one window at a time) cannot do.  From the
+per-timestep class probabilities it reports:
 
 - **clip accuracy**: per labeled span, the class with the highest mean
   probability over the span's timesteps;
@@ -112,6 +117,7 @@ def run_model_on_frames(
     Recordings are batched (padded with empty frames at the end, which cannot
     change earlier outputs) and run window by window with the state carried.
     Only complete windows are run: the last ``S mod timesteps`` steps get NaN.
+    The model receives float32 of the stored (clipped) counts, as the pipeline feeds it.
     """
     import torch
 
@@ -364,29 +370,31 @@ def evaluate_checkpoint(
     device : ``"cpu"``, ``"cuda"``, ``"auto"``
     """
     from dvsapp.core.model import bundled_checkpoint, load_checkpoint
+    from dvsapp.core.recipe import recipe_from_metadata
     from dvsapp.core.train.datasets import bin_recording, build_frames, labeled_recordings
     from dvsapp.core.train.distributed import pick_device
-    from dvsapp.core.train.trainer import preprocess_for
 
     ckpt = Path(checkpoint) if checkpoint is not None else bundled_checkpoint()
     dev = pick_device(device)
     model, meta = load_checkpoint(ckpt, map_location=dev)
-    pre = preprocess_for(model.config)
+    recipe = recipe_from_metadata(meta, config=model.config, path=ckpt)
     if paths:
         recs = labeled_recordings(list(paths))
-        frames = [bin_recording(r, pre) for r in recs]
+        frames = [bin_recording(r, recipe) for r in recs]
         source = {"paths": [str(p) for p in paths]}
     else:
         name = dataset or "synthetic"
-        frames = build_frames(name, root, split, pre, workers=workers, n_seeds=n_seeds, n_gestures=n_gestures)
+        frames = build_frames(
+            name, root, split, recipe, workers=workers, n_seeds=n_seeds, n_gestures=n_gestures
+        )
         source = {"dataset": name, "root": None if root is None else str(root), "split": split}
     return evaluate_frames(
         model,
         frames,
-        timesteps=model.config.timesteps,
+        timesteps=recipe.timesteps,
         class_names=model.config.class_names,
         device=dev,
         batch_size=batch_size,
         horizons_ms=horizons_ms,
-        meta={"checkpoint": str(ckpt), **source, "preprocess": pre.to_metadata()},
+        meta={"checkpoint": str(ckpt), **source, "recipe": recipe.to_dict()},
     )

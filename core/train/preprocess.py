@@ -1,4 +1,10 @@
-"""The one preprocessing recipe shared by training, evaluation and the live classifier.
+"""Legacy preprocessing: superseded by :mod:`dvsapp.core.recipe` (``InputRecipe``).
+
+What remains here: :func:`bin_counts` (uint8 counts through the recipe's counting
+kernel) and ``Preprocess``, kept only until its last caller moves to the recipe.
+The description below is of the pre-recipe checkpoints' ``"preprocess"`` entry,
+which :func:`dvsapp.core.recipe.recipe_from_metadata` maps onto a recipe.
+
 
 Events from the sensor (``sensor_size``) are brought to the model's input size
 (``input_size``), then counted per pixel and polarity in consecutive timesteps
@@ -50,32 +56,21 @@ def bin_counts(events: np.ndarray, size: SensorSize, *, t0_us: int, step_us: int
     Bin ``k`` holds events with ``t0_us + k*step_us <= t < t0_us + (k+1)*step_us``;
     events outside ``[t0_us, t0_us + n_bins*step_us)`` are ignored.  Polarity
     channel 0 is OFF (``p=False``), channel 1 is ON; with ``size.polarities == 1``
-    both polarities share one channel.
-
-    Parameters
-    ----------
-    events : structured array of EVENT_DTYPE, sorted by ``t`` (microseconds)
-    size : SensorSize of the event coordinates
-    t0_us, step_us : start of bin 0 and bin width, microseconds
-    n_bins : number of bins
+    both polarities share one channel.  This is :meth:`dvsapp.core.recipe.InputRecipe.count`
+    (the pipeline's counting kernel) with the default clip.
 
     Returns
     -------
     np.ndarray
         ``[n_bins, P, H, W]`` uint8 counts (saturating at 255).
     """
+    from dvsapp.core.recipe import InputRecipe
+
     w, h, n_pol = int(size[0]), int(size[1]), int(size[2])
     if n_bins <= 0:
         return np.zeros((0, n_pol, h, w), dtype=np.uint8)
-    t = events["t"]
-    i0 = int(np.searchsorted(t, t0_us, side="left"))
-    i1 = int(np.searchsorted(t, t0_us + n_bins * step_us, side="left"))
-    ev = events[i0:i1]
-    k = (ev["t"] - t0_us) // step_us
-    pol = ev["p"].astype(np.int64) if n_pol == 2 else np.zeros(len(ev), dtype=np.int64)
-    flat = ((k * n_pol + pol) * h + ev["y"].astype(np.int64)) * w + ev["x"].astype(np.int64)
-    counts = np.bincount(flat, minlength=n_bins * n_pol * h * w)
-    return np.minimum(counts, 255).astype(np.uint8).reshape(n_bins, n_pol, h, w)
+    recipe = InputRecipe(SensorSize(w, h, n_pol), int(step_us), int(n_bins))
+    return recipe.count(events, t0_us=t0_us, n_steps=n_bins, dtype=np.uint8)
 
 
 @dataclass(frozen=True)

@@ -35,8 +35,8 @@ import numpy as np
 
 from dvsapp.core.errors import CheckpointError, ConfigError
 from dvsapp.core.gestures import GESTURE_CLASSES
+from dvsapp.core.recipe import InputRecipe
 from dvsapp.core.train.datasets import (
-    DVS128,
     Augment,
     ClipBank,
     FrameRecording,
@@ -46,7 +46,6 @@ from dvsapp.core.train.datasets import (
 )
 from dvsapp.core.train.distributed import DistInfo, all_reduce_sum, barrier, init_distributed, shutdown
 from dvsapp.core.train.evaluate import EvalReport, evaluate_frames
-from dvsapp.core.train.preprocess import Preprocess
 from dvsapp.core.train.reverse import CIRCLE_CLASSES, reverse_batch, reverse_frame_recording
 
 EventCallback = Callable[[str, dict], None]
@@ -263,20 +262,20 @@ def build_model(cfg: TrainConfig):
     return SpikingTransformer(preset(cfg.preset, **overrides))
 
 
-def preprocess_for(model_config, sensor_size=DVS128) -> Preprocess:
-    """The :class:`Preprocess` a model config implies (input size, step, timesteps)."""
-    h, w = model_config.input_hw
-    return Preprocess(
-        sensor_size, (w, h, model_config.in_channels), model_config.step_us, model_config.timesteps
-    )
+def preprocess_for(model_config) -> InputRecipe:
+    """The :class:`~dvsapp.core.recipe.InputRecipe` a model is trained with: its config's input size,
+    ``step_us`` and ``timesteps``, counts clipped at 255, no filter (from any sensor)."""
+    return InputRecipe.for_model_config(model_config)
 
 
 def checkpoint_metadata(
-    cfg: TrainConfig, pre: Preprocess, *, epoch: int, metrics: dict, command: str | None
+    cfg: TrainConfig, pre: InputRecipe, *, epoch: int, metrics: dict, command: str | None
 ) -> dict:
-    """What every checkpoint records about how it was made."""
+    """What every checkpoint records about how it was made; ``"recipe"`` is how its input is made."""
     return {
-        "preprocess": pre.to_metadata(),
+        "recipe": pre.to_dict(),
+        # a mirror for readers of the old key; loading reads "recipe" (dvsapp.core.recipe)
+        "preprocess": {"input_size": list(pre.input_size), "step_us": pre.step_us, "n_steps": pre.timesteps},
         "training": {
             "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
             "epoch": epoch,
@@ -290,7 +289,7 @@ def checkpoint_metadata(
 
 
 def _frames(
-    cfg: TrainConfig, split: str, pre: Preprocess, n_seeds: int | None, info: DistInfo
+    cfg: TrainConfig, split: str, pre: InputRecipe, n_seeds: int | None, info: DistInfo
 ) -> list[FrameRecording]:
     """Binned recordings of one split, from the cache when there is one (rank 0 builds it)."""
     key = f"{cfg.dataset}-{split}-{n_seeds}-{cfg.n_gestures}-{pre.input_size[0]}x{pre.input_size[1]}-{pre.step_us}us"
