@@ -372,3 +372,87 @@ def test_packets_reach_pipeline_even_when_empty():
     assert all(w.t_end_us - w.t_start_us == 20_000 for w in windows)
     assert all(a.t_end_us == b.t_start_us for a, b in zip(windows, windows[1:]))
     assert 100_000 - 20_000 <= windows[-1].t_end_us <= 100_000
+
+
+# ------------------------------------------------- model thread, recorder
+def test_model_state_changes_run_on_the_model_thread_in_order():
+    """reset_model / call_on_model_thread from another thread are done by the model thread, before a step."""
+    size = SensorSize(32, 32)
+    ev = random_events(20_000, size, duration_us=2_000_000)
+
+    class Recording(SlowClassifier):
+        def __init__(self) -> None:
+            super().__init__(0.002)
+            self.log: list[tuple[str, str]] = []
+
+        def reset(self) -> None:
+            super().reset()
+            self.log.append(("reset", threading.current_thread().name))
+
+        def step(self, window):
+            self.log.append(("step", threading.current_thread().name))
+            return super().step(window)
+
+    clf = Recording()
+    first = threading.Event()
+    pipe = Pipeline(ArraySource(ev, size, speed=2.0), clf, sinks=[CallbackSink(lambda w, p, m: first.set())])
+    th, box = _run_in_thread(pipe)
+    assert first.wait(20)
+    pipe.reset_model()
+    pipe.call_on_model_thread(lambda: clf.log.append(("mark", threading.current_thread().name)))
+    pipe.set_speed(0)
+    th.join(20)
+    assert not th.is_alive() and "error" not in box
+    kinds = [k for k, _ in clf.log]
+    i = kinds.index("reset")
+    assert kinds[i + 1] == "mark" and "step" in kinds[i + 2 :]  # in call order, then the stream goes on
+    assert {name for _, name in clf.log} == {n for _, n in clf.log if n.startswith("dvsapp-model")}
+    assert clf.resets == 1
+
+
+def test_pipeline_makes_model_input_with_the_classifiers_recipe():
+    """A 64x48 sensor into a 16x16 recipe with a clip of 1: cropped, counted, clipped, float32."""
+    from dvsapp.core.recipe import InputRecipe
+
+    size = SensorSize(64, 48)
+    ev = random_events(30_000, size, duration_us=400_000)
+    clf = SlowClassifier(0.0, size=SensorSize(16, 16), step_us=10_000, steps=4)
+    clf.recipe = InputRecipe((16, 16, 2), 10_000, 4, clip=1)
+    seen_packets = []
+    pipe = Pipeline(
+        ArraySource(ev, size, speed=0), clf, on_packet=lambda p: seen_packets.append(len(p.events))
+    )
+    run_pipeline(pipe, handle_signals=False)
+    frames = np.concatenate([w.frames for w in clf.windows])
+    assert frames.dtype == np.float32 and frames.shape[1:] == (2, 16, 16)
+    assert set(np.unique(frames)) == {0.0, 1.0}
+    want = clf.recipe.frames(ev, size, t0_us=clf.windows[0].t_start_us, n_steps=len(frames))
+    np.testing.assert_array_equal(frames, want)
+    assert sum(seen_packets) == len(ev)  # the tap saw every packet, before any filtering
+
+
+def test_event_recorder_writes_from_its_own_thread(tmp_path):
+    from dvsapp.core.io import open_events
+    from dvsapp.core.pipeline import EventRecorder
+
+    size = SensorSize(40, 30)
+    ev = random_events(6000, size, duration_us=600_000)
+    saved, errors = [], []
+    rec = EventRecorder(tmp_path / "r.aedat4", size, on_saved=saved.append, on_error=errors.append)
+    for part in np.array_split(ev, 7):
+        rec.write(part)
+    rec.close()
+    assert rec.done and errors == [] and saved == [tmp_path / "r.aedat4"] and rec.n_events == len(ev)
+    assert np.array_equal(open_events(tmp_path / "r.aedat4").read_all(), ev)
+    rec.write(ev)  # after close: ignored
+    # a path that cannot be written: one error, from the recorder's thread; writes are then dropped
+    bad = EventRecorder(tmp_path / "no" / "such" / "dir" / "x.aedat4", size, on_error=errors.append)
+    bad.close()
+    bad.write(ev)
+    assert len(errors) == 1 and "does not exist" in str(errors[0]) and bad.failed and not bad.n_events
+    # a stalled disk never holds more than max_pending_events in memory
+    capped = EventRecorder(tmp_path / "c.aedat4", size, max_pending_events=10)
+    capped.write(ev[:8])
+    capped.write(ev[8:20])
+    capped.close()
+    assert capped.n_events + capped.dropped_events == 20 and capped.dropped_events in (0, 12)

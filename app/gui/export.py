@@ -6,13 +6,16 @@ outline, the predicted class and its probability bars, the attention heatmaps of
 the first block, the timesteps of the current window, and a timeline strip with
 the predictions (and the ground truth when the recording has labels).
 
-The replay runs as fast as possible; video time equals recording time divided
-by ``speed``.
+The replay runs as fast as possible through the same pipeline as the window
+(:class:`dvsapp.core.pipeline.Pipeline`, the model's input recipe); video time
+equals recording time divided by ``speed``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +38,8 @@ from dvsapp.app.gui.render import (
 )
 from dvsapp.core.atomic import atomic_path
 from dvsapp.core.errors import ConfigError, EventFileError, OutputExistsError
-from dvsapp.core.events import Packet, SensorSize
+from dvsapp.core.events import SensorSize
+from dvsapp.core.sources import ReplaySource
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 
@@ -234,6 +238,12 @@ def export_video(
 ) -> ExportSummary:
     """Replay ``recording`` through the model and write the GUI's views to ``out_path`` (mp4v).
 
+    The recording runs through :class:`dvsapp.core.pipeline.Pipeline` (the model's
+    input recipe, the model thread) as a file replay cut into one packet per video
+    frame; a tap on the packets feeds the event view, and :class:`_VideoSink`
+    draws frame ``f`` (recording time ``u``) with the last prediction whose window
+    ended at or before ``u``, exactly what the window shows at that moment.
+
     Raises
     ------
     OutputExistsError
@@ -241,11 +251,11 @@ def export_video(
     EventFileError, CheckpointError
         Unreadable recording or checkpoint.
     """
-    from dvsapp.app.gui.worker import _file_rate, _make_adapter, _model_config, model_overlay_rect
-    from dvsapp.core.binning import StreamBinner
+    from dvsapp.app.gui.worker import _file_rate, _model_config, model_overlay_rect
     from dvsapp.core.classify import load_classifier
     from dvsapp.core.io import open_events
     from dvsapp.core.labels import find_labels
+    from dvsapp.core.pipeline import Pipeline, run_pipeline
 
     out_path = Path(out_path)
     if out_path.exists() and not force:
@@ -255,11 +265,7 @@ def export_video(
     classifier = load_classifier(None if checkpoint is None else str(checkpoint), record_taps=True)
     cfg = _model_config(classifier)
     class_names = list(getattr(classifier, "class_names", None) or cfg.class_names)
-    h_in, w_in = cfg.input_hw
-    in_size = SensorSize(w_in, h_in, sensor.polarities)
-    adapter = _make_adapter(sensor, in_size)
-    binner = StreamBinner(in_size, cfg.step_us, cfg.timesteps)
-    rect = model_overlay_rect(sensor, (h_in, w_in))
+    rect = model_overlay_rect(sensor, classifier.recipe)
     truth = [(s.class_id, s.start_us, s.end_us) for s in (find_labels(recording) or [])]
     _, _, t_start, t_end = _file_rate(open_events(recording))
     if t_start is None:
@@ -268,63 +274,127 @@ def export_video(
         t_end = min(t_end, t_start + int(options.max_duration_s * 1e6))
 
     frame_dt_us = max(1, int(round(options.speed * 1e6 / options.fps)))
-    composer = FrameComposer(options.size_wh, class_names)
-    buffer = PixelBuffer.empty(sensor)
+    stop_us = t_end + frame_dt_us
     # the video is written beside OUT and renamed into place once complete (removed on any error)
     with atomic_path(out_path, suffix=out_path.suffix) as tmp_path:
         writer = cv2.VideoWriter(str(tmp_path), cv2.VideoWriter_fourcc(*"mp4v"), options.fps, options.size_wh)
         if not writer.isOpened():
             raise OutputExistsError("OpenCV cannot write an mp4v video here", path=out_path)
-        pred_segs: list[tuple[int, int, int]] = []
-        latest = None
-        n_frames = n_windows = 0
-        rows: dict[str, list[tuple[int, int, int]]] = {"prediction": pred_segs}
-        if truth:
-            rows["truth"] = truth
+        video = _VideoSink(
+            writer,
+            FrameComposer(options.size_wh, class_names),
+            PixelBuffer.empty(sensor),
+            options=options,
+            rect=rect,
+            truth=truth,
+            t_range_us=(t_start, t_end),
+            token_hw=tuple(cfg.token_hw),
+            title=f"{Path(recording).name}  {sensor}  {cfg.attention} attention",
+            progress=progress,
+        )
+
+        def frames(start_us):
+            # one packet per video frame (no count limit: a busy frame stays one frame), up to the end
+            for packet in reader.packets(max_events=1 << 62, dt_us=frame_dt_us):
+                if packet.until_us > stop_us:
+                    return
+                yield packet
+
+        source = ReplaySource(
+            frames, sensor, speed=0.0, uri=f"file:{recording}", description=Path(recording).name
+        )
         try:
-            for packet in reader.packets(dt_us=frame_dt_us):
-                if packet.until_us > t_end + frame_dt_us:
-                    break
-                buffer.write(packet.events)
-                ev = adapter(packet.events) if adapter is not None else packet.events
-                for window in binner.push(Packet(ev, packet.until_us)):
-                    prediction = classifier.step(window)
-                    latest = _Shown(window, prediction)
-                    n_windows += 1
-                    cid = int(prediction.class_id)
-                    if pred_segs and pred_segs[-1][0] == cid and pred_segs[-1][2] == window.t_start_us:
-                        pred_segs[-1] = (cid, pred_segs[-1][1], int(window.t_end_us))
-                    else:
-                        pred_segs.append((cid, int(window.t_start_us), int(window.t_end_us)))
-                events_rgb = render_events_rgb(
-                    buffer.last_t_us,
-                    buffer.last_p,
-                    packet.until_us,
-                    mode=options.decay,
-                    tau_us=options.tau_us,
-                )
-                draw_rect_outline(events_rgb, rect)
-                frame = composer.compose(
-                    events_rgb,
-                    result=latest,
-                    token_hw=tuple(cfg.token_hw),
-                    rows=rows,
-                    t_range_us=(t_start, t_end),
-                    cursor_us=packet.until_us,
-                    title=f"{Path(recording).name}  {sensor}  {cfg.attention} attention",
-                )
-                writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-                n_frames += 1
-                if progress is not None:
-                    progress(min(1.0, (packet.until_us - t_start) / max(1, t_end - t_start)))
+            run_pipeline(
+                Pipeline(source, classifier, sinks=[video], on_packet=video.on_packet),
+                handle_signals=False,
+            )
         finally:
             writer.release()
-        if n_frames == 0:
+        if video.n_frames == 0:
             raise EventFileError("nothing to export: the recording is empty", path=recording)
-    return ExportSummary(out_path, n_frames, n_windows, n_frames / options.fps)
+    return ExportSummary(out_path, video.n_frames, video.n_windows, video.n_frames / options.fps)
 
 
 @dataclass(frozen=True)
 class _Shown:
     window: object
     prediction: object
+
+
+class _VideoSink:
+    """The export as a pipeline sink: packets (tapped) become frames once the predictions that precede them are in.
+
+    Frame ``f`` stands at its packet's ``until_us`` and shows the latest prediction of a
+    window ending at or before it.  Predictions arrive in window order after the
+    packets that completed them, so when a window ending at ``e`` arrives, every
+    pending frame before ``e`` is final and is drawn.  Drawing and encoding run on a
+    thread (``asyncio.to_thread``), one frame after the other, off the pipeline's loop.
+    """
+
+    def __init__(
+        self, writer, composer: FrameComposer, buffer: PixelBuffer, *, options: ExportOptions, rect,
+        truth, t_range_us: tuple[int, int], token_hw, title: str, progress,
+    ) -> None:  # fmt: skip
+        self.writer, self.composer, self.buffer = writer, composer, buffer
+        self.options, self.rect, self.token_hw, self.title, self.progress = (
+            options,
+            rect,
+            token_hw,
+            title,
+            progress,
+        )
+        self.t_range_us = t_range_us
+        self.pred_segs: list[tuple[int, int, int]] = []
+        self.rows: dict[str, list[tuple[int, int, int]]] = {"prediction": self.pred_segs}
+        if truth:
+            self.rows["truth"] = truth
+        self.pending: deque = deque()  # (events, until_us) of packets not drawn yet
+        self.latest: _Shown | None = None
+        self.n_frames = 0
+        self.n_windows = 0
+
+    def on_packet(self, packet) -> None:
+        """The pipeline's packet tap (on its loop): one packet = one video frame."""
+        self.pending.append((packet.events, int(packet.until_us)))
+
+    async def consume(self, window, prediction) -> None:
+        await asyncio.to_thread(self._draw_before, int(window.t_end_us))
+        self.latest = _Shown(window, prediction)
+        self.n_windows += 1
+        cid = int(prediction.class_id)
+        segs = self.pred_segs
+        if segs and segs[-1][0] == cid and segs[-1][2] == window.t_start_us:
+            segs[-1] = (cid, segs[-1][1], int(window.t_end_us))
+        else:
+            segs.append((cid, int(window.t_start_us), int(window.t_end_us)))
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self._draw_before, None)
+
+    def _draw_before(self, end_us: int | None) -> None:
+        """Draw every pending frame standing before ``end_us`` (all of them for ``None``)."""
+        while self.pending and (end_us is None or self.pending[0][1] < end_us):
+            events, until_us = self.pending.popleft()
+            self._draw(events, until_us)
+
+    def _draw(self, events: np.ndarray, until_us: int) -> None:
+        opts = self.options
+        self.buffer.write(events)
+        events_rgb = render_events_rgb(
+            self.buffer.last_t_us, self.buffer.last_p, until_us, mode=opts.decay, tau_us=opts.tau_us
+        )
+        draw_rect_outline(events_rgb, self.rect)
+        frame = self.composer.compose(
+            events_rgb,
+            result=self.latest,
+            token_hw=self.token_hw,
+            rows=self.rows,
+            t_range_us=self.t_range_us,
+            cursor_us=until_us,
+            title=self.title,
+        )
+        self.writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+        self.n_frames += 1
+        if self.progress is not None:
+            t0, t1 = self.t_range_us
+            self.progress(min(1.0, (until_us - t0) / max(1, t1 - t0)))

@@ -1,12 +1,13 @@
-"""The GUI's worker thread: runs a source -> binner -> classifier session off the Qt thread.
+"""The GUI's worker thread: runs a source -> pipeline session off the Qt thread.
 
 Threads and hand-off
 --------------------
 :class:`PlaybackWorker` is a ``QObject`` living in the GUI thread that owns one
 ``threading.Thread``.  That thread runs its own asyncio loop with the session
-(:func:`_Session.run`): it reads packets from the source, paces file replays
-(speed, pause, seek, loop), feeds the packets through the model's input adapter
-and :class:`dvsapp.core.binning.StreamBinner`, and steps the classifier once per window.
+(:func:`_Session.run`): a :class:`dvsapp.core.pipeline.Pipeline` from the source
+(file replays paced, paused, sought, looped) through the model's
+:class:`~dvsapp.core.recipe.InputRecipe` into the classifier, which steps on the
+pipeline's own model thread.
 
 Results leave the thread in two ways, and only the GUI thread touches widgets:
 
@@ -16,15 +17,20 @@ Results leave the thread in two ways, and only the GUI thread touches widgets:
   through a queued signal; the window keeps the latest and redraws at ~60 Hz.
 
 Control calls (:meth:`play`, :meth:`pause`, :meth:`seek`, ...) are thread safe:
-they set fields under a lock that the session reads between packets.
+they are forwarded to the pipeline's thread-safe controls.  The model's state is
+only ever touched by the model thread: :meth:`PlaybackWorker.reset_state` goes
+through the pipeline's command queue (:meth:`Pipeline.reset_model`).  Heavy work
+per window or packet stays off the session's event loop: the energy estimate
+runs in a thread of its own, and recording goes through
+:class:`dvsapp.core.pipeline.EventRecorder` (a writer thread).
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -105,48 +111,12 @@ def file_path_of(uri: str) -> Path | None:
     return Path(text)
 
 
-def model_overlay_rect(sensor: SensorSize, input_hw: tuple[int, int]) -> tuple[int, int, int, int]:
-    """The sensor region the model sees: the ``SpatialAdapter`` region when available, else a centre crop."""
-    try:
-        from dvsapp.core.filters import SpatialAdapter
-
-        adapter = SpatialAdapter(sensor, SensorSize(input_hw[1], input_hw[0], sensor.polarities))
-        for attr in ("crop_rect", "rect", "region", "source_rect"):
-            rect = getattr(adapter, attr, None)
-            if rect is not None and len(rect) == 4:
-                return tuple(int(v) for v in rect)  # type: ignore[return-value]
-    except Exception:  # noqa: BLE001 (an absent or different adapter: fall back to the geometry)
-        pass
-    h_in, w_in = input_hw
-    scale = min(sensor.width / w_in, sensor.height / h_in)
-    w, h = int(w_in * scale), int(h_in * scale)
-    return ((sensor.width - w) // 2, (sensor.height - h) // 2, w, h)
-
-
-class _TapSource:
-    """A proxy around a :class:`dvsapp.core.sources.Source` that shows every packet to ``on_packet`` first.
-
-    Attribute reads and writes go to the wrapped source (the pipeline sets
-    ``on_status`` and calls ``pause``/``seek``/... on it); only iteration is tapped.
-    """
-
-    def __init__(self, source, on_packet: Callable[[Packet], None]) -> None:
-        object.__setattr__(self, "_source", source)
-        object.__setattr__(self, "_on_packet", on_packet)
-
-    def __getattr__(self, name: str):
-        return getattr(self._source, name)
-
-    def __setattr__(self, name: str, value) -> None:
-        setattr(self._source, name, value)
-
-    def __aiter__(self) -> AsyncIterator[Packet]:
-        return self._tap()
-
-    async def _tap(self) -> AsyncIterator[Packet]:
-        async for packet in self._source:
-            self._on_packet(packet)
-            yield packet
+def model_overlay_rect(sensor: SensorSize, recipe) -> tuple[int, int, int, int]:
+    """The sensor region the model sees through ``recipe`` (an :class:`~dvsapp.core.recipe.InputRecipe`)."""
+    spatial = recipe.spatial_map(sensor)
+    if spatial is None:
+        return (0, 0, int(sensor.width), int(sensor.height))
+    return tuple(int(v) for v in spatial.source_rect)  # type: ignore[return-value]
 
 
 class _SourceControls:
@@ -177,6 +147,9 @@ class _SourceControls:
 
     def stop(self) -> None:
         self._call(self._stop.set)
+
+    def reset_model(self) -> None:
+        """No model in this session: nothing to reset."""
 
 
 class PlaybackWorker(QtCore.QObject):
@@ -292,10 +265,8 @@ class PlaybackWorker(QtCore.QObject):
         self._forward("seek", int(t_us))
 
     def reset_state(self) -> None:
-        """Forget the model's membrane state (takes effect at the next window)."""
-        session = self._session
-        if session is not None and session.classifier is not None:
-            session.classifier.reset()
+        """Forget the model's membrane state: the model thread does it before its next window."""
+        self._forward("reset_model")
 
     def start_recording(self, path: str | Path) -> None:
         """Write the incoming events to ``path`` (AEDAT4) until :meth:`stop_recording`."""
@@ -344,14 +315,15 @@ class _Session:
         self.model_info: ModelInfo | None = None
         self.source = None
         self.controls = None
-        self.writer = None
-        self._writer_cm = None
+        self.recorder = None  # an EventRecorder while recording
         self.writer_path: Path | None = None
         self.sensor: SensorSize | None = None
         self.offset_us = 0
         self.last_until_us: int | None = None
         self.energy_uj: float | None = None
         self._energy_at = 0.0
+        self._energy_pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._energy_job: concurrent.futures.Future | None = None
         self._stop_requested = False
 
     def request_stop(self) -> None:
@@ -369,7 +341,9 @@ class _Session:
         except Exception as exc:  # noqa: BLE001 (the GUI must survive any session failure)
             self.worker.sigError.emit(f"{type(exc).__name__}: {exc}")
         finally:
-            self._close_writer()
+            self._close_writer(wait=True)
+            if self._energy_pool is not None:
+                self._energy_pool.shutdown(wait=True, cancel_futures=True)
             self.worker.sigFinished.emit(self.session_id)
 
     async def run(self) -> None:
@@ -386,10 +360,9 @@ class _Session:
             info = await asyncio.to_thread(self._file_info, info)
         w.sigSource.emit(info)
         if self.model_info is not None:
-            rect = model_overlay_rect(self.sensor, self.model_info.input_hw)
+            rect = model_overlay_rect(self.sensor, self.classifier.recipe)
             self.model_info = ModelInfo(**{**self.model_info.__dict__, "overlay_rect": rect})
             w.sigModel.emit(self.model_info)
-        tapped = _TapSource(source, self._on_packet)
         if self._stop_requested:
             source.close()
             return
@@ -397,10 +370,11 @@ class _Session:
             from dvsapp.core.pipeline import CallbackSink, Pipeline
 
             pipeline = Pipeline(
-                tapped,
+                source,
                 self.classifier,
                 sinks=[CallbackSink(self._on_result)],
                 on_status=lambda text: w.sigMessage.emit(text),
+                on_packet=self._on_packet,
             )
             self.controls = pipeline
             if w.paused:
@@ -417,7 +391,7 @@ class _Session:
             if w.paused:
                 source.pause()
             try:
-                await _drain(tapped, stop)
+                await _drain(source, stop, self._on_packet)
             finally:
                 source.close()
 
@@ -435,16 +409,17 @@ class _Session:
             self.worker.sigError.emit(f"{exc} (showing events only)")
             return
         cfg = _model_config(self.classifier)
+        recipe = self.classifier.recipe
         self.energy_model = copy.deepcopy(self.classifier.model)  # used off the model thread
         name = Path(str(self.checkpoint)).name if self.checkpoint else "bundled model"
         self.model_info = ModelInfo(
             name=name,
             class_names=tuple(self.classifier.class_names),
             attention=str(cfg.attention),
-            input_hw=tuple(cfg.input_hw),
+            input_hw=(int(recipe.input_size.height), int(recipe.input_size.width)),
             token_hw=tuple(cfg.token_hw),
-            step_us=int(cfg.step_us),
-            timesteps=int(cfg.timesteps),
+            step_us=int(recipe.step_us),
+            timesteps=int(recipe.timesteps),
             overlay_rect=None,
         )
 
@@ -476,55 +451,72 @@ class _Session:
         self._record(packet.events)
 
     def _on_result(self, window, prediction, snapshot) -> None:
-        """Runs on the pipeline's loop for every prediction: emit it to the GUI (queued)."""
+        """Runs on the pipeline's loop for every prediction: emit it to the GUI (queued).
+
+        Every ``ENERGY_EVERY_S`` the energy estimate of a window is started on a thread of
+        its own (it runs the model once more); its figure shows in later results.
+        """
         now = time.monotonic()
-        if self.energy_model is not None and now - self._energy_at > self.ENERGY_EVERY_S:
+        busy = self._energy_job is not None and not self._energy_job.done()
+        if self.energy_model is not None and not busy and now - self._energy_at > self.ENERGY_EVERY_S:
             self._energy_at = now
-            self.energy_uj = _energy_uj(self.energy_model, window)
+            if self._energy_pool is None:
+                self._energy_pool = concurrent.futures.ThreadPoolExecutor(
+                    1, thread_name_prefix="dvsapp-energy"
+                )
+            self._energy_job = self._energy_pool.submit(_energy_uj, self.energy_model, window)
+            self._energy_job.add_done_callback(self._energy_done)
         self.worker.sigResult.emit(
             Result(window, prediction, _metrics(snapshot, self.energy_uj), self.offset_us, self.session_id)
         )
 
+    def _energy_done(self, job: concurrent.futures.Future) -> None:
+        if not job.cancelled() and job.exception() is None:
+            self.energy_uj = job.result()
+
     # ------------------------------------------------------------- recording
     def _record(self, events: np.ndarray) -> None:
-        """Write ``events`` to the file the user asked for (opened/closed as the request changes)."""
+        """Queue ``events`` for the file the user asked for (the recorder is opened/closed as the request changes).
+
+        The writing itself happens on the recorder's thread, never on the pipeline's loop.
+        """
         want = self.worker.record_path
         if want != self.writer_path:
             self._close_writer()
             if want is not None:
-                from dvsapp.core.io import open_writer
+                from dvsapp.core.pipeline import EventRecorder
 
-                try:
-                    cm = open_writer(want, self.sensor, force=True)
-                    self.writer = cm.__enter__()
-                    self._writer_cm, self.writer_path = cm, want
-                    self.worker.sigMessage.emit(f"recording to {want}")
-                except DvsAppError as exc:
-                    self.worker.record_path = None
-                    self.worker.sigError.emit(str(exc))
-                    return
-        if self.writer is not None and len(events):
-            try:
-                self.writer.write(events)
-            except DvsAppError as exc:  # a full disk stops the recording, not the session
-                self.worker.record_path = None
-                self.worker.sigError.emit(str(exc))
-                self._close_writer()
+                self.recorder = EventRecorder(
+                    want,
+                    self.sensor,
+                    force=True,
+                    on_error=self._recording_failed,
+                    on_saved=self._recording_saved,
+                )
+                self.writer_path = want
+                self.worker.sigMessage.emit(f"recording to {want}")
+        if self.recorder is not None:
+            self.recorder.write(events)
 
-    def _close_writer(self) -> None:
-        if self.writer is None:
+    def _recording_failed(self, exc: BaseException) -> None:
+        """From the recorder's thread: a full disk or a bad path stops the recording, not the session."""
+        self.worker.record_path = None
+        self.worker.sigError.emit(str(exc))
+
+    def _recording_saved(self, path: Path) -> None:
+        self.worker.sigMessage.emit(f"recording saved to {path}")
+
+    def _close_writer(self, *, wait: bool = False) -> None:
+        """Finish the recording: at once on the loop (the recorder's thread closes the file), or waiting for it."""
+        recorder = self.recorder
+        if recorder is None:
             return
-        path, cm = self.writer_path, self._writer_cm
-        self.writer = self._writer_cm = self.writer_path = None
-        try:
-            cm.__exit__(None, None, None)
-            self.worker.sigMessage.emit(f"recording saved to {path}")
-        except DvsAppError as exc:
-            self.worker.sigError.emit(str(exc))
+        self.recorder = self.writer_path = None
+        recorder.close(wait=wait)
 
 
-async def _drain(source, stop: asyncio.Event) -> None:
-    """Iterate ``source`` until it ends or ``stop`` is set (a session without a model)."""
+async def _drain(source, stop: asyncio.Event, on_packet) -> None:
+    """Iterate ``source`` until it ends or ``stop`` is set, showing each packet to ``on_packet`` (no model)."""
     agen = source.__aiter__()
     while not stop.is_set():
         nxt = asyncio.ensure_future(agen.__anext__())
@@ -535,7 +527,7 @@ async def _drain(source, stop: asyncio.Event) -> None:
             nxt.cancel()
             break
         try:
-            nxt.result()
+            on_packet(nxt.result())
         except StopAsyncIteration:
             break
 
@@ -560,14 +552,6 @@ def _model_config(classifier):
         if cfg is not None and hasattr(cfg, "input_hw"):
             return cfg
     raise SourceError("the classifier exposes no model config")
-
-
-def _make_adapter(in_size: SensorSize, out_size: SensorSize) -> Callable[[np.ndarray], np.ndarray] | None:
-    if in_size[:2] == out_size[:2]:
-        return None
-    from dvsapp.core.filters import SpatialAdapter
-
-    return SpatialAdapter(in_size, out_size)
 
 
 def _energy_uj(model, window) -> float | None:

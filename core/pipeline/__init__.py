@@ -13,6 +13,7 @@ from dvsapp.core.pipeline.runners import ClassifyReport, RecordResult, classify_
 from dvsapp.core.pipeline.sinks import (
     CallbackSink,
     CsvSink,
+    EventRecorder,
     JsonLinesSink,
     ListSink,
     Sink,
@@ -24,6 +25,7 @@ __all__ = [
     "CallbackSink",
     "ClassifyReport",
     "CsvSink",
+    "EventRecorder",
     "JsonLinesSink",
     "ListSink",
     "MetricsSnapshot",

@@ -36,6 +36,7 @@ __all__ = [
     "CSV_COLUMNS",
     "CallbackSink",
     "CsvSink",
+    "EventRecorder",
     "JsonLinesSink",
     "ListSink",
     "Sink",
@@ -259,3 +260,122 @@ class StatsSink:
 
     def close(self) -> None:
         pass
+
+
+# --------------------------------------------------------------------- recorder
+class EventRecorder:
+    """Writes raw events to a file from a thread of its own: :meth:`write` never blocks the caller.
+
+    The pipeline's loop (a packet tap, ``Pipeline(on_packet=...)``) hands packets to
+    :meth:`write`, which only queues them; the recorder's thread opens the file
+    (:func:`dvsapp.core.io.open_writer`, atomic: the file appears complete or not at
+    all), writes and closes it.  Errors (cannot write, disk full) go to ``on_error``
+    once, from the recorder's thread; the recorder then discards what follows.
+
+    Parameters
+    ----------
+    path : path-like
+        Output (format from the extension, ``.aedat4``, ``.h5``...).
+    sensor_size : SensorSize
+    force : bool
+        Replace an existing file.
+    on_error : callable, optional
+        ``on_error(exc)`` with the :class:`~dvsapp.core.errors.DvsAppError`.
+    on_saved : callable, optional
+        ``on_saved(path)`` once the file is complete.
+    max_pending_events : int
+        Events that may wait for the disk; beyond that new events are dropped and
+        counted in :attr:`dropped_events` (memory stays bounded on a stalled disk).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        sensor_size,
+        *,
+        force: bool = False,
+        on_error: Callable[[BaseException], Any] | None = None,
+        on_saved: Callable[[Path], Any] | None = None,
+        max_pending_events: int = 20_000_000,
+    ) -> None:
+        import queue
+        import threading
+
+        self.path = Path(path)
+        self.sensor_size = sensor_size
+        self.force = force
+        self.on_error = on_error
+        self.on_saved = on_saved
+        self.max_pending_events = int(max_pending_events)
+        self.n_events = 0
+        self.dropped_events = 0
+        self.failed = False
+        self._pending = 0
+        self._lock = threading.Lock()
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._closing = False
+        self._thread = threading.Thread(target=self._run, name="dvsapp-recorder", daemon=True)
+        self._thread.start()
+
+    def write(self, events: np.ndarray) -> None:
+        """Queue ``events`` (sorted, after the previous ones) for the file; returns at once."""
+        n = len(events)
+        if n == 0 or self._closing:
+            return
+        with self._lock:
+            if self.failed or self._pending + n > self.max_pending_events:
+                self.dropped_events += n
+                return
+            self._pending += n
+        self._queue.put(events)
+
+    def close(self, *, wait: bool = True, timeout_s: float | None = 30.0) -> None:
+        """Finish the file (idempotent); with ``wait``, return once it is complete."""
+        if not self._closing:
+            self._closing = True
+            self._queue.put(None)
+        if wait:
+            self._thread.join(timeout_s)
+
+    @property
+    def done(self) -> bool:
+        """The file is complete (or failed) and the thread has ended."""
+        return not self._thread.is_alive()
+
+    def _run(self) -> None:
+        from dvsapp.core.errors import DvsAppError
+        from dvsapp.core.io import open_writer
+
+        try:
+            with open_writer(self.path, self.sensor_size, force=self.force) as writer:
+                while True:
+                    events = self._queue.get()
+                    if events is None:
+                        break
+                    writer.write(events)
+                    with self._lock:
+                        self._pending -= len(events)
+                        self.n_events += len(events)
+        except DvsAppError as exc:
+            with self._lock:
+                self.failed = True
+            self._drain()
+            if self.on_error is not None:
+                self.on_error(exc)
+            return
+        if self.on_saved is not None:
+            self.on_saved(self.path)
+
+    def _drain(self) -> None:
+        """After a failure: empty the queue (what arrives later is counted as dropped by :meth:`write`)."""
+        import queue
+
+        while True:
+            try:
+                events = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if events is not None:
+                with self._lock:
+                    self._pending -= len(events)
+                    self.dropped_events += len(events)
