@@ -67,6 +67,9 @@ def _print_summary(summary: dict, console) -> None:
 def classify(
     file: Annotated[Path | None, typer.Argument(help="Recording to classify (any readable format).")] = None,
     live: Annotated[bool, typer.Option("--live", help="Classify a live source (see --source).")] = False,
+    sample: Annotated[
+        bool, typer.Option("--sample", help="Classify the bundled sample recording (package data).")
+    ] = False,
     source: Annotated[
         str | None,
         typer.Option(
@@ -100,6 +103,12 @@ def classify(
 
     from dvsapp.core.pipeline import JsonLinesSink, classify_source
 
+    if sample:
+        from dvsapp.core.resources import bundled_recording
+
+        if file is not None or live or source:
+            raise ConfigError("--sample classifies the bundled recording: give no FILE, --live or --source")
+        file = bundled_recording()
     if file is not None and (live or source):
         raise ConfigError("give a FILE, or --live / --source, not both")
     if file is None and not live and not source:
