@@ -1,7 +1,10 @@
 """The ``dvsapp`` command line (typer).
 
-Every command body is one call into ``core``; errors from ``dvsapp.core.errors`` become
-one line on stderr and exit status 2, never a traceback.
+Every command body is one call into ``core``; a user's error (``dvsapp.core.errors``,
+an output that cannot be written, Ctrl-C) becomes one line on stderr and an exit
+status (2; 130 for Ctrl-C), never a traceback: one mapper,
+:func:`dvsapp.app.commands._common.error_exit`, decides for every command and for
+this entry point.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import sys
 import typer
 
 from dvsapp.app.commands import COMMAND_MODULES
-from dvsapp.core.errors import DvsAppError
+from dvsapp.app.commands._common import error_exit, print_error
 
 app = typer.Typer(
     name="dvsapp",
@@ -32,10 +35,30 @@ for _name in COMMAND_MODULES:
     _mod.register(app)
 
 
-def fail(message: str, code: int = 2) -> None:
-    """Print one line to stderr and exit with ``code``."""
-    print(f"dvsapp: error: {message}", file=sys.stderr)
-    raise SystemExit(code)
+def version() -> str:
+    """The installed distribution's version (``dvsapp --version``)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("dvsapp")
+    except PackageNotFoundError:  # a source tree that was never installed
+        return "unknown"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"dvsapp {version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    show_version: bool = typer.Option(
+        False, "--version", help="Print the version and exit.", callback=_print_version, is_eager=True
+    ),
+) -> None:
+    """Event-camera (DVS) streaming vision: read, bin, classify and label event streams."""
 
 
 #: ``dvsapp GROUP FILE ...`` means ``dvsapp GROUP DEFAULT FILE ...`` (e.g. ``dvsapp label rec.aedat4``)
@@ -61,11 +84,12 @@ def main(argv: list[str] | None = None) -> None:
     argv = _with_default_subcommand(list(sys.argv[1:] if argv is None else argv))
     try:
         app(args=argv, standalone_mode=True)
-    except DvsAppError as exc:
-        fail(str(exc))
-    except KeyboardInterrupt:
-        print("dvsapp: interrupted", file=sys.stderr)
-        raise SystemExit(130) from None
+    except BaseException as exc:  # what escaped a command's own handle_errors (typer's parsing, imports)
+        mapped = error_exit(exc)
+        if mapped is None:
+            raise
+        print_error(mapped[0])
+        raise SystemExit(mapped[1]) from None
 
 
 if __name__ == "__main__":

@@ -49,4 +49,23 @@ class ConfigError(DvsAppError):
 
 
 class OutputExistsError(DvsAppError):
-    """Refusing to overwrite an existing output file without --force."""
+    """Refusing to overwrite an existing output file without --force.
+
+    Raise it as ``OutputExistsError(path=out)``: every command then words it the same,
+    naming the command-line option (:data:`OUTPUT_EXISTS`).
+    """
+
+    def __init__(self, message: str | None = None, *, path: str | os.PathLike | None = None) -> None:
+        super().__init__(OUTPUT_EXISTS if message is None else message, path=path)
+
+
+OUTPUT_EXISTS = "exists; pass --force to overwrite"
+"""The one wording of :class:`OutputExistsError`."""
+
+
+class OutputError(DvsAppError):
+    """An output cannot be written: its folder is missing, read-only, full or not permitted.
+
+    Raised before any long work by :func:`dvsapp.core.atomic.check_writable`, and by the
+    atomic writers when the disk fills or the folder goes away while writing.
+    """

@@ -1,7 +1,9 @@
 """GUI commands: ``dvsapp demo``, ``dvsapp replay FILE``, ``dvsapp gui``.
 
 Qt is imported only when a command runs, so ``dvsapp --help`` stays fast and
-works without a display.
+works without a display; before it is, the display and the system libraries Qt
+needs are checked (one line, exit 2, when one is missing).  Ctrl-C closes the
+window cleanly (exit 130).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from dvsapp.app.commands._common import handle_errors
+from dvsapp.app.commands._common import ProgressBar, handle_errors
 
 SpeedOpt = Annotated[
     float,
@@ -71,13 +73,26 @@ def register(app: typer.Typer) -> None:
             open_events(file)  # an unreadable file fails here with one line, before any window opens
             raise typer.Exit(run_gui(file, checkpoint=model, speed=speed, loop=loop))
         from dvsapp.app.gui.export import ExportOptions, export_video
+        from dvsapp.core.atomic import check_writable
+        from dvsapp.core.errors import OutputExistsError
         from dvsapp.core.events import SensorSize
 
         size_wh = SensorSize.parse(size)
         options = ExportOptions(
             fps=fps, speed=speed or 1.0, size_wh=(size_wh.width, size_wh.height), max_duration_s=duration_s
         )
-        summary = export_video(file, export, checkpoint=model, options=options, force=force)
+        if export.exists() and not force:
+            raise OutputExistsError(path=export)
+        check_writable(export)
+        with ProgressBar("exporting", unit="%") as bar:
+            summary = export_video(
+                file,
+                export,
+                checkpoint=model,
+                options=options,
+                force=force,
+                progress=lambda fraction: bar.update(fraction, 1.0),
+            )
         typer.echo(
             f"wrote {summary.path}: {summary.frames} frames ({summary.duration_s:.1f} s), "
             f"{summary.windows} model windows"

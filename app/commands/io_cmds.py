@@ -8,48 +8,17 @@ from typing import Annotated
 
 import typer
 
-from dvsapp.app.commands._common import handle_errors
+from dvsapp.app.commands._common import ProgressBar, handle_errors
 
 
-class _Progress:
-    """A rich progress bar on stderr, fed by core's ``progress(done, total)`` callbacks.
-
-    It starts only after ``delay_events`` events, so short files print nothing extra.
-    """
-
-    def __init__(self, label: str, *, enabled: bool = True, delay_events: int = 5_000_000) -> None:
-        self.label = label
-        self.enabled = enabled
-        self.delay_events = delay_events
-        self._progress = None
-        self._task = None
-
-    def __call__(self, done: int, total: int | None) -> None:
-        if not self.enabled or done < self.delay_events:
-            return
-        if self._progress is None:
-            from rich.console import Console
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-            self._progress = Progress(
-                TextColumn(f"[bold]{self.label}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("events"),
-                TimeElapsedColumn(),
-                console=Console(stderr=True),
-                transient=True,
-            )
-            self._progress.start()
-            self._task = self._progress.add_task("", total=total)
-        self._progress.update(self._task, completed=done, total=total)
-
-    def __enter__(self) -> _Progress:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self._progress is not None:
-            self._progress.stop()
+def _format_triggers(info) -> str:
+    if not info.n_triggers:
+        return "0"
+    channels = ", ".join(str(c) for c in info.trigger_channels)
+    return (
+        f"{info.n_triggers:,} ({info.n_triggers_rising:,} rising, {info.n_triggers_falling:,} falling; "
+        f"channel {channels})"
+    )
 
 
 def _format_info(info) -> str:
@@ -68,6 +37,8 @@ def _format_info(info) -> str:
             if info.on_fraction is None
             else f"{info.on_fraction:.1%} ON ({info.n_on:,}) / {1 - info.on_fraction:.1%} OFF ({info.n_off:,})",
         ),
+        ("triggers", _format_triggers(info)),
+        ("imu", "-" if info.n_imu_samples is None else f"{info.n_imu_samples:,} samples"),
         ("labels", info.labels_path or "-"),
     ]
     width = max(len(k) for k, _ in rows)
@@ -89,7 +60,7 @@ def register(app: typer.Typer) -> None:
         """Format, sensor, camera, event count, duration, event rate and polarity balance of FILE."""
         from dvsapp.core.io.info import describe
 
-        with _Progress("reading", enabled=not as_json) as bar:
+        with ProgressBar("reading", unit="events", enabled=not as_json, start_after=5_000_000) as bar:
             result = describe(file, progress=bar)
         typer.echo(json.dumps(result.to_dict()) if as_json else _format_info(result))
 
@@ -113,10 +84,14 @@ def register(app: typer.Typer) -> None:
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     ) -> None:
         """Convert SRC to DST, streaming (memory bounded by a chunk, not the file)."""
+        from dvsapp.core.atomic import check_writable
         from dvsapp.core.io.convert import Crop
         from dvsapp.core.io.convert import convert as run_convert
 
-        with _Progress("converting", enabled=not quiet) as bar:
+        check_writable(
+            dst, need_bytes=src.stat().st_size if dst.suffix.lower() == ".aedat4" and src.is_file() else 0
+        )
+        with ProgressBar("converting", unit="events", enabled=not quiet, start_after=5_000_000) as bar:
             report = run_convert(
                 src,
                 dst,
@@ -128,4 +103,13 @@ def register(app: typer.Typer) -> None:
         typer.echo(
             f"{report.output_path}: {report.n_events_out:,} events ({report.sensor_size_out}) "
             f"from {report.n_events_in:,} {report.input_format} events"
+            + (f", {report.n_triggers_out:,} triggers" if report.n_triggers_out else "")
         )
+        if report.n_triggers_dropped:
+            typer.echo(
+                f"dropped {report.n_triggers_dropped:,} triggers: {dst.suffix or 'this'} files hold none "
+                "(.aedat4 and .h5 do)",
+                err=True,
+            )
+        if report.trigger_note:
+            typer.echo(report.trigger_note, err=True)

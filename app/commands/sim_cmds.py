@@ -7,43 +7,10 @@ from typing import Annotated
 
 import typer
 
-from dvsapp.app.commands._common import handle_errors
+from dvsapp.app.commands._common import ProgressBar, handle_errors
+from dvsapp.core.atomic import check_writable
 from dvsapp.core.errors import ConfigError
 from dvsapp.core.events import SensorSize
-
-
-class _Bar:
-    """A rich progress bar on stderr fed by core's ``progress(done, total)`` callbacks."""
-
-    def __init__(self, label: str, quiet: bool) -> None:
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self.quiet = quiet
-        self.progress = Progress(
-            TextColumn(f"[bold]{label}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            console=Console(stderr=True),
-            transient=True,
-        )
-        self.task = None
-
-    def __enter__(self) -> _Bar:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.task is not None:
-            self.progress.stop()
-
-    def __call__(self, done: int, total: int) -> None:
-        if self.quiet:
-            return
-        if self.task is None:  # started on the first report, so early errors print cleanly
-            self.progress.start()
-            self.task = self.progress.add_task("", total=None)
-        self.progress.update(self.task, completed=done, total=total or None)
 
 
 def register(app: typer.Typer) -> None:
@@ -92,11 +59,12 @@ def register(app: typer.Typer) -> None:
             usage = "OUT with --gestures" if gestures is not None else "VIDEO OUT (or --gestures N OUT)"
             raise ConfigError(f"expected {usage}, got {len(paths)} path(s)")
         sensor = SensorSize.parse(size) if size else None
+        check_writable(paths[-1])
         if gestures is not None:
             from dvsapp.core.synth import write_gesture_sequence
 
             out = paths[0]
-            with _Bar("rendering", quiet) as bar:
+            with ProgressBar("rendering", unit="frames", enabled=not quiet) as bar:
                 n_events, segments = write_gesture_sequence(
                     out,
                     gestures,
@@ -114,7 +82,7 @@ def register(app: typer.Typer) -> None:
         from dvsapp.core.emulator import simulate_video
 
         video, out = paths
-        with _Bar("emulating", quiet) as bar:
+        with ProgressBar("emulating", unit="frames", enabled=not quiet) as bar:
             n_events = simulate_video(
                 video,
                 out,

@@ -14,92 +14,70 @@ from typing import Annotated
 
 import typer
 
-from dvsapp.app.commands._common import handle_errors
+from dvsapp.app.commands._common import ProgressBar, ThreadsOpt, apply_threads, handle_errors
+from dvsapp.core.atomic import check_writable
 from dvsapp.core.errors import ConfigError, OutputExistsError
 
 
-class _Progress:
-    """Renders the trainer's events with rich (rank 0 only)."""
+class _TrainerProgress:
+    """Renders the trainer's events (rank 0 only): a :class:`ProgressBar` per epoch, a line per result."""
 
     def __init__(self, quiet: bool = False) -> None:
-        from rich.console import Console
-        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
-
         self.quiet = quiet
-        self.console = Console(stderr=True)
-        self.progress = Progress(
-            TextColumn("[bold]epoch {task.fields[epoch]}"),
-            BarColumn(),
-            TextColumn("{task.completed}/{task.total}"),
-            TextColumn(
-                "loss {task.fields[loss]:.3f}  acc {task.fields[acc]:.3f}  {task.fields[rate]:.0f} clips/s"
-            ),
-            TimeRemainingColumn(),
-            console=self.console,
-            transient=True,
-        )
-        self.task = None
+        self.bar = ProgressBar("train", unit="steps", rate_unit="clips", enabled=not quiet)
 
-    def __enter__(self) -> _Progress:
-        if not self.quiet:
-            self.progress.start()
+    def __enter__(self) -> _TrainerProgress:
+        self.bar.__enter__()
         return self
 
     def __exit__(self, *exc) -> None:
-        if not self.quiet:
-            self.progress.stop()
+        self.bar.stop()
 
     def __call__(self, kind: str, info: dict) -> None:
         if self.quiet:
             return
+        say = self.bar.print
         if kind == "data":
-            self.console.print(
+            say(
                 f"data: {info['train_recordings']} training recordings ({info['train_steps']} timesteps, "
                 f"{info['labeled_steps']} labeled), {info['val_recordings']} validation recordings, "
                 f"prepared in {info['data_s']:.1f} s"
             )
         elif kind == "epoch_start":
-            if self.task is not None:
-                self.progress.remove_task(self.task)
-            self.task = self.progress.add_task(
-                "train",
-                total=info["steps"],
-                epoch=f"{info['epoch'] + 1}/{info['epochs']}",
-                loss=0.0,
-                acc=0.0,
-                rate=0.0,
-            )
-        elif kind == "step" and self.task is not None:
-            self.progress.update(
-                self.task,
-                completed=info["step"],
-                loss=info["loss"],
-                acc=info["acc"],
+            self.bar.restart(f"epoch {info['epoch'] + 1}/{info['epochs']}", info["steps"])
+        elif kind == "step":
+            self.bar.update(
+                info["step"],
+                info["steps"],
                 rate=info["clips_per_s"],
+                note=f"loss {info['loss']:.3f}  acc {info['acc']:.3f}",
             )
         elif kind == "epoch_end":
+            self.bar.stop()
             val = ""
             if "val_clip_acc" in info:
                 val = f"  val clip {100 * info['val_clip_acc']:.1f}%  val@500ms {100 * info.get('val_stream_500ms', 0):.1f}%"
             mark = "  *best*" if info.get("improved") else ""
-            self.console.print(
+            rate = info["clips_per_s"]
+            rate_text = f"{rate:.0f}" if rate >= 10 else f"{rate:.2f}"
+            say(
                 f"epoch {info['epoch'] + 1}: loss {info['train_loss']:.4f}  acc {100 * info['train_acc']:.1f}%{val}  "
-                f"{info['epoch_s']:.1f} s  {info['clips_per_s']:.0f} clips/s{mark}"
+                f"{info['epoch_s']:.1f} s  {rate_text} clips/s{mark}"
             )
         elif kind == "test":
             from dvsapp.core.train.evaluate import format_report
 
-            self.console.print("held-out test split:")
-            self.console.print(format_report(info["report"]), markup=False, highlight=False, soft_wrap=True)
+            say("held-out test split:")
+            say(format_report(info["report"]))
         elif kind == "test_reversed":
-            self.console.print(
+            say(
                 f"the same clips played backwards: clip accuracy {100 * info['report'].clip_accuracy:.1f}%; "
                 f"arm circles {100 * info['circles']:.1f}% forwards, {100 * info['circles_reversed']:.1f}% backwards"
             )
         elif kind == "time_limit":
-            self.console.print(f"time limit {info['limit_s']:.0f} s reached before epoch {info['epoch'] + 1}")
+            say(f"time limit {info['limit_s']:.0f} s reached before epoch {info['epoch'] + 1}")
         elif kind == "done":
-            self.console.print(f"best checkpoint: {info['best']}\nlast checkpoint: {info['last']}")
+            say(f"best checkpoint: {info['best']}\nlast checkpoint: {info['last']}")
 
 
 def _pair(text: str, name: str) -> tuple[float, float]:
@@ -195,6 +173,7 @@ def train_command(
     ] = False,
     no_test: Annotated[bool, typer.Option("--no-test", help="Skip the held-out test evaluation")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output")] = False,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Train a spiking transformer; writes best/last checkpoints, metrics and a test report to OUT."""
     from dvsapp.core.train.trainer import TrainConfig, train
@@ -238,9 +217,13 @@ def train_command(
         time_limit_s=time_limit,
         model_overrides=_overrides(model_set or []),
     )
+    check_writable(out, folder=True)
+    if cache is not None:
+        check_writable(cache, folder=True)
+    apply_threads(threads)
     main_rank = os.environ.get("RANK", "0") == "0"
     command = "dvsapp " + " ".join(sys.argv[1:]) if sys.argv else None
-    with _Progress(quiet=quiet or not main_rank) as progress:
+    with _TrainerProgress(quiet=quiet or not main_rank) as progress:
         train(cfg, on_event=progress, command=command)
 
 
@@ -261,24 +244,32 @@ def eval_command(
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "cpu",
     workers: Annotated[int, typer.Option(help="Processes for rendering / binning")] = 1,
     force: Annotated[bool, typer.Option("--force", help="Overwrite existing report files")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar")] = False,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Score a checkpoint: clip and streaming accuracy, latency, per-class precision/recall, confusion."""
     from dvsapp.core.train.evaluate import evaluate_checkpoint, format_report, save_confusion_png
 
-    for target in (report, confusion):
-        if target is not None and target.exists() and not force:
-            raise OutputExistsError("exists (use --force to overwrite)", path=target)
-    rep = evaluate_checkpoint(
-        checkpoint,
-        paths=paths or (),
-        dataset=dataset,
-        root=root,
-        split=split,
-        n_seeds=seeds,
-        n_gestures=gestures,
-        device=device,
-        workers=workers,
-    )
+    for target in (report, confusion):  # before the work: a bad output costs a second, not the run
+        if target is None:
+            continue
+        if target.exists() and not force:
+            raise OutputExistsError(path=target)
+        check_writable(target)
+    apply_threads(threads)
+    with ProgressBar("evaluating", enabled=not quiet) as bar:
+        bar.update(0, None)  # the evaluation reports no progress: a pulsing bar with the time so far
+        rep = evaluate_checkpoint(
+            checkpoint,
+            paths=paths or (),
+            dataset=dataset,
+            root=root,
+            split=split,
+            n_seeds=seeds,
+            n_gestures=gestures,
+            device=device,
+            workers=workers,
+        )
     typer.echo(format_report(rep))
     if report is not None:
         rep.save_json(report)

@@ -946,10 +946,19 @@ def _swatch(r: int, g: int, b: int) -> QtGui.QIcon:
 def run_labeler(
     recording: str | os.PathLike, *, recover: bool | None = None, checkpoint: str | os.PathLike | None = None
 ) -> int:
-    """Open the labeling window on ``recording`` and run the Qt event loop; returns the exit status."""
-    from dvsapp.app.gui.app import application
+    """Open the labeling window on ``recording`` and run the Qt event loop; returns the exit status.
 
-    app = application()
-    window = LabelerWindow(recording, recover=recover, checkpoint=checkpoint)
+    Ctrl-C closes the window at any moment (unsaved edits stay in the autosave sidecar,
+    offered for recovery on the next open); the status is then 130.
+    """
+    from dvsapp.app.gui.app import SigintCloser, application, exec_window
+
+    closer = SigintCloser()
+    try:
+        application()
+        window = LabelerWindow(recording, recover=recover, checkpoint=checkpoint)
+    except BaseException:
+        closer.restore()
+        raise
     window.show()
-    return int(app.exec())
+    return exec_window(window, closer)

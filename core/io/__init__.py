@@ -31,14 +31,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
-from dvsapp.core.atomic import commit
+from dvsapp.core.atomic import commit, temp_beside
 from dvsapp.core.errors import EventDataError, OutputExistsError, UnsupportedFormat
 from dvsapp.core.events import EVENT_DTYPE, SensorSize, as_events
 from dvsapp.core.io.aedat4 import Aedat4Reader, Aedat4Writer
@@ -136,14 +135,18 @@ class EventWriter:
                 path=path,
             )
         if path.exists() and not force:
-            raise OutputExistsError("exists; use --force / force=True to overwrite", path=path)
+            raise OutputExistsError(path=path)
         if path.is_dir():
             raise OutputExistsError("is a directory", path=path)
         if not path.parent.is_dir():
             raise UnsupportedFormat("output folder does not exist", path=path.parent)
         self._force = force
-        self._tmp = path.with_name(f".{path.stem}.{secrets.token_hex(4)}.part{suffix}")
-        self._inner = WRITERS[suffix](self._tmp, self.sensor_size, dict(metadata or {}))
+        self._tmp = temp_beside(path, suffix)  # created here: an unwritable folder fails now, in one line
+        try:
+            self._inner = WRITERS[suffix](self._tmp, self.sensor_size, dict(metadata or {}))
+        except BaseException:
+            self._tmp.unlink(missing_ok=True)
+            raise
         self._last_t: int | None = None
         self.n_written = 0
 
