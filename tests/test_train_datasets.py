@@ -134,6 +134,24 @@ def test_dvsgesture_original_release_loads_clips_classes_and_user_split(dvsgestu
     assert [r.name for r in dvsgesture_recordings(parent, "all")] == list(TRIALS)
 
 
+def test_dvsgesture_validation_is_held_out_training_users_never_the_test_users(dvsgesture_root, rng):
+    parent, _ = dvsgesture_root
+    base = parent / "DvsGesture"
+    write_aedat31(
+        base / "user22_natural.aedat", gesture_events(rng, [(5, 1_000_000, 1_600_000)], 900_000, 1_700_000)
+    )
+    (base / "user22_natural_labels.csv").write_text("class,startTime_usec,endTime_usec\n5,1000000,1600000\n")
+    with open(base / "trials_to_train.txt", "a") as fh:
+        fh.write("user22_natural.aedat\n")
+    train = dvsgesture_recordings(parent, "train")
+    val = dvsgesture_recordings(parent, "val")
+    test = dvsgesture_recordings(parent, "test")
+    assert [r.name for r in val] == ["user22_natural"]
+    assert [r.name for r in train] == ["user01_fluorescent", "user02_lab"]
+    users = [{r.user for r in split} for split in (train, val, test)]
+    assert users[0].isdisjoint(users[1]) and users[1].isdisjoint(users[2]) and users[0].isdisjoint(users[2])
+
+
 def test_dvsgesture_frames_are_labeled_by_the_csv_segments(dvsgesture_root):
     parent, written = dvsgesture_root
     pre = InputRecipe((64, 64, 2), 10_000, 8)

@@ -114,25 +114,38 @@ def _find_dvsgesture_root(root: Path) -> Path:
     )
 
 
+#: DVS128 Gesture training users held out for validation (the last three of users 1-23)
+DVSGESTURE_VAL_USERS = frozenset({"user21", "user22", "user23"})
+
+
+def _user_of(name: str) -> str:
+    """``user05_fluorescent.aedat`` -> ``user05``."""
+    return Path(name).name.split("_", 1)[0]
+
+
 def dvsgesture_recordings(root: str | os.PathLike, split: str = "train") -> list[Recording]:
     """DVS128 Gesture as distributed (``DvsGesture.tar.gz`` unpacked), official user split.
 
     Parameters
     ----------
     root : the ``DvsGesture`` folder (or its parent)
-    split : ``"train"`` (``trials_to_train.txt``), ``"test"``/``"val"`` (``trials_to_test.txt``)
-        or ``"all"``
+    split : ``"train"`` (``trials_to_train.txt`` without the validation users),
+        ``"val"`` (the validation users' trials from ``trials_to_train.txt``: held-out
+        *training* users, so the best checkpoint is never chosen on the test users),
+        ``"test"`` (``trials_to_test.txt``) or ``"all"``
     """
     from dvsapp.core.labels import read_labels_csv
 
     base = _find_dvsgesture_root(Path(root))
-    lists = {"train": ["trials_to_train.txt"], "test": ["trials_to_test.txt"], "val": ["trials_to_test.txt"]}
+    lists = {"train": ["trials_to_train.txt"], "test": ["trials_to_test.txt"], "val": ["trials_to_train.txt"]}
     lists["all"] = lists["train"] + lists["test"]
     if split not in lists:
         raise ConfigError(f"unknown split {split!r} (train, val, test, all)")
     names: list[str] = []
     for list_name in lists[split]:
         names += _read_trial_list(base / list_name)
+    if split in ("train", "val"):
+        names = [n for n in names if (_user_of(n) in DVSGESTURE_VAL_USERS) == (split == "val")]
     recordings = []
     for name in names:
         aedat = base / name
@@ -193,10 +206,12 @@ def tonic_recordings(root: str | os.PathLike, split: str = "train") -> list[Reco
     """
     if split not in ("train", "test", "val"):
         raise ConfigError(f"unknown split {split!r} (train, val, test)")
-    train = split == "train"
+    train = split in ("train", "val")  # validation: held-out training users, never the test users
     ds = _tonic_dataset(Path(root), train)
     recordings = []
     for i, path in enumerate(ds.data):
+        if train and ((f"user{ds.users[i]:02d}" in DVSGESTURE_VAL_USERS) != (split == "val")):
+            continue
         target = int(ds.targets[i])
         arr = np.load(path, mmap_mode="r")
         if arr.ndim != 2 or arr.shape[1] != 4:
