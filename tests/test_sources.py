@@ -146,6 +146,28 @@ def test_iter_packets_empty_input():
     assert list(iter_packets(random_events(0, SIZE))) == []
 
 
+def test_one_packetizer_for_memory_and_files_whatever_the_chunking():
+    """iter_packets (memory) and a file's chunked stream cut the same events into the same packets."""
+    from dvsapp.core.io.base import packetize
+
+    rng = np.random.default_rng(8)
+    ev = random_events(8000, SIZE, duration_us=900_000, t0_us=3_210)
+    for start_us in (None, 0, 401_234, 2_000_000):
+        whole = list(iter_packets(ev, packet_us=7_000, max_events=64, start_us=start_us))
+        cuts = np.sort(rng.integers(0, len(ev), 9))
+        chunked = list(packetize(iter(np.split(ev, cuts)), max_events=64, dt_us=7_000, start_us=start_us))
+        kept = ev if start_us is None else ev[ev["t"] >= start_us]
+        if len(kept):
+            check_stream(whole)
+        assert np.array_equal(concat([p.events for p in whole]) if whole else kept[:0], kept)
+        assert np.array_equal(concat([p.events for p in chunked]) if chunked else kept[:0], kept)
+        # slices end on the 7 ms grid; a count-split packet ends at the next event's time
+        slice_ends = [p.until_us for p in whole if p.until_us % 7_000 == 0]
+        assert slice_ends == sorted({p.until_us for p in chunked if p.until_us % 7_000 == 0})
+        if start_us is not None and whole:
+            assert whole[0].until_us == (start_us // 7_000 + 1) * 7_000
+
+
 # --------------------------------------------------------------------- replay
 def test_array_source_replays_everything_fast():
     ev = random_events(20_000, SIZE, duration_us=2_000_000)

@@ -250,9 +250,16 @@ def _split_by_count(events: np.ndarray, max_events: int) -> tuple[np.ndarray, np
 
 
 def packetize(
-    chunks: Iterator[np.ndarray], *, max_events: int = DEFAULT_PACKET_EVENTS, dt_us: int | None = None
+    chunks: Iterator[np.ndarray],
+    *,
+    max_events: int = DEFAULT_PACKET_EVENTS,
+    dt_us: int | None = None,
+    start_us: int | None = None,
 ) -> Iterator[Packet]:
-    """Regroup sorted event chunks into :class:`Packet` objects.
+    """Regroup sorted event chunks into :class:`Packet` objects: the one packetizer.
+
+    Files (:meth:`EventReader.packets`), file replays and in-memory replays
+    (:func:`dvsapp.core.sources.iter_packets`) all cut their streams here.
 
     Parameters
     ----------
@@ -261,7 +268,12 @@ def packetize(
     max_events : int
         Upper bound on events per packet (see :meth:`EventReader.packets`).
     dt_us : int, optional
-        Time-slice length in microseconds; ``None`` packs by count only.
+        Time-slice length in microseconds; ``None`` packs by count only.  Slices
+        tile time on the grid of multiples of ``dt_us``; quiet slices yield empty
+        packets so time keeps advancing.
+    start_us : int, optional
+        Events before it are dropped; with ``dt_us`` the slices start at the one
+        holding ``start_us`` (default: the one holding the first event).
     """
     max_events = max(1, int(max_events))
     step = None if dt_us is None else int(dt_us)
@@ -282,19 +294,25 @@ def packetize(
         yield buf
 
     for chunk in chunks:
+        if start_us is not None and len(chunk) and int(chunk["t"][0]) < start_us:
+            chunk = chunk[int(np.searchsorted(chunk["t"], start_us, side="left")) :]
         if not len(chunk):
             continue
         if not started:
             started = True
             if step is not None:
-                edge = (int(chunk["t"][0]) // step) * step + step
+                first = int(chunk["t"][0]) if start_us is None else int(start_us)
+                edge = (first // step) * step + step
         buf = concat([buf, chunk]) if len(buf) else chunk
         if step is not None:
-            while len(buf) and int(buf["t"][-1]) >= edge:  # the slice ending at edge is complete
-                j = int(np.searchsorted(buf["t"], edge, side="left"))
-                yield from _slice_packets(buf[:j], edge, max_events)
-                buf = buf[j:]
+            t = np.ascontiguousarray(buf["t"])  # one copy per chunk, not one per slice
+            last, i = int(t[-1]), 0
+            while last >= edge:  # the slice ending at edge is complete
+                j = int(np.searchsorted(t, edge, side="left"))
+                yield from _slice_packets(buf[i:j], edge, max_events)
+                i = j
                 edge += step
+            buf = buf[i:]
         *ready, buf = drain_count(buf)
         yield from ready
     if len(buf):

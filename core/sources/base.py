@@ -245,28 +245,15 @@ def iter_packets(
 
     Packets tile time from ``floor(start_us / packet_us) * packet_us`` (``start_us``
     defaults to the first event's time) to past the last event; quiet spans yield
-    empty packets so time keeps moving.
+    empty packets so time keeps moving.  This is :func:`dvsapp.core.io.base.packetize`
+    (the one packetizer) on an in-memory array.
     """
+    from dvsapp.core.io.base import packetize
+
     if len(events) == 0:
-        return
-    t = np.ascontiguousarray(events["t"])  # a strided field view would be copied by every searchsorted
-    t_begin = int(t[0]) if start_us is None else int(start_us)
-    edge = (t_begin // packet_us) * packet_us
-    i = int(np.searchsorted(t, t_begin, side="left"))
-    n = len(events)
-    while i < n:
-        edge += packet_us
-        j = int(np.searchsorted(t, edge, side="left"))
-        while max_events is not None and j - i > max_events:
-            k = i + max_events
-            # never split events that share a timestamp across packets
-            k = int(np.searchsorted(t, t[k], side="left"))
-            if k <= i:
-                k = int(np.searchsorted(t, t[i], side="right"))
-            yield Packet(events[i:k], int(t[k]) if k < n else edge)
-            i = k
-        yield Packet(events[i:j], edge)
-        i = j
+        return iter(())
+    limit = len(events) if max_events is None else int(max_events)
+    return packetize(iter((events,)), max_events=limit, dt_us=int(packet_us), start_us=start_us)
 
 
 PacketIterFactory = Callable[[int | None], Iterator[Packet]]

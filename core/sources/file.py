@@ -5,18 +5,10 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 
-from dvsapp.core.events import Packet, time_slice
+from dvsapp.core.events import Packet
 from dvsapp.core.sources.base import ReplaySource, SourceURI
 
 __all__ = ["FileSource", "open_file_source"]
-
-
-def _skip_to(packets: Iterator[Packet], start_us: int) -> Iterator[Packet]:
-    """Drop everything before ``start_us`` from a packet stream."""
-    for packet in packets:
-        if packet.until_us <= start_us:
-            continue
-        yield Packet(time_slice(packet.events, start_us, None), packet.until_us)
 
 
 class FileSource(ReplaySource):
@@ -66,8 +58,7 @@ class FileSource(ReplaySource):
         def factory(start_us: int | None) -> Iterator[Packet]:
             # small decode chunks: a file damaged part-way still delivers what precedes the damage
             chunks = self.reader.iter_chunks(chunk_events=chunk_events)
-            packets = packetize(chunks, max_events=max_events, dt_us=packet_us)
-            return packets if start_us is None else _skip_to(packets, start_us)
+            return packetize(chunks, max_events=max_events, dt_us=packet_us, start_us=start_us)
 
         super().__init__(
             factory,
