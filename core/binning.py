@@ -61,6 +61,7 @@ split of that stream into packets.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
@@ -181,8 +182,9 @@ def _searchsorted(t: np.ndarray, values) -> np.ndarray:
 def _accumulate(flat: np.ndarray, bounds: np.ndarray, n_cells: int, dtype) -> np.ndarray:
     """Count ``flat[i0:i1]`` into one row per ``(i0, i1)`` pair of ``bounds`` ``[F, 2]`` -> ``[F, n_cells]``.
 
-    Dense slices use ``np.bincount``; slices with far fewer events than cells use
-    ``np.unique`` counts, so a sparse frame costs its events, not its pixels.
+    The numpy path, used only when numba is missing.  Dense slices use
+    ``np.bincount``; slices with far fewer events than cells use ``np.unique``
+    counts, so a sparse frame costs its events, not its pixels.
     """
     out = np.zeros((len(bounds), n_cells), dtype=dtype)
     for row, (i0, i1) in enumerate(bounds):
@@ -195,6 +197,178 @@ def _accumulate(flat: np.ndarray, bounds: np.ndarray, n_cells: int, dtype) -> np
         else:
             out[row] = np.bincount(part, minlength=n_cells)
     return out
+
+
+_PREFETCH_DEPTH = 128
+"""Events between an event's cache prefetch and its increment (a power of two).
+
+Measured on the 2-core development VM (1280x720x2 float32 frames, about 200 ns
+to memory): depth 8 -> 16 -> 64 -> 128 took the counting loop from 53 to 48, 27
+and 18 ms for 6 M events; without prefetching it took 46-64 ms.
+"""
+
+_PREFETCH_MIN_BYTES = 1 << 19
+"""Frames smaller than this (bytes) stay in the CPU cache: counted without prefetching."""
+
+
+def _count_kernel(buf, n, bounds, out, one, width, height, two, prefetch):
+    """One pass over every event: check it, then add ``one`` to each frame whose slice holds it.
+
+    ``buf`` is the raw bytes of ``n`` contiguous EVENT_DTYPE records (x int16 at
+    byte 0, y int16 at 2, p at 12, little-endian).  ``bounds`` ``[F, 2]`` has
+    non-decreasing starts and ends (every slicing mode's do), so the frames that
+    hold event ``j`` are a run ``fa <= f < fb`` that only moves forward: the
+    events are walked in segments over which that run is constant, each event's
+    cell is computed once (also when overlapping frames count it twice), and the
+    counts go straight into ``out`` ``[F, P*H*W]`` (zeroed once by the caller).
+    With ``prefetch``, each event's output cell is prefetched
+    :data:`_PREFETCH_DEPTH` events before it is incremented, so a frame larger
+    than the CPU cache costs many overlapped memory reads instead of one stall
+    per event.  Every event is checked against the sensor, counted or not;
+    returns the first outside it, or -1.
+    """
+    n_frames = bounds.shape[0]
+    plane = width * height
+    uw = np.uint64(width)
+    uh = np.uint64(height)
+    depth = _PREFETCH_DEPTH
+    mask = depth - 1
+    ring = np.zeros(depth, dtype=np.int64)
+    fa = 0
+    fb = 0
+    i = 0
+    while i < n:
+        while fa < n_frames and bounds[fa, 1] <= i:
+            fa += 1
+        while fb < n_frames and bounds[fb, 0] <= i:
+            fb += 1
+        stop = n
+        if fa < n_frames:
+            stop = min(stop, bounds[fa, 1])
+        if fb < n_frames:
+            stop = min(stop, bounds[fb, 0])
+        if fb <= fa:  # between or outside the slices: check only
+            for j in range(i, stop):
+                o = j * 13
+                if _u16(buf, o) >= uw or _u16(buf, o + 2) >= uh:
+                    return j
+        elif not prefetch:
+            for j in range(i, stop):
+                o = j * 13
+                x = _u16(buf, o)
+                y = _u16(buf, o + 2)
+                if x >= uw or y >= uh:
+                    return j
+                cell = np.int64(y) * width + np.int64(x)
+                if two and buf[o + 12]:
+                    cell += plane
+                for f in range(fa, fb):
+                    out[f, cell] += one
+        else:
+            for j in range(i, stop + depth):
+                cell = 0
+                if j < stop:
+                    o = j * 13
+                    x = _u16(buf, o)
+                    y = _u16(buf, o + 2)
+                    if x >= uw or y >= uh:
+                        return j
+                    cell = np.int64(y) * width + np.int64(x)
+                    if two and buf[o + 12]:
+                        cell += plane
+                    for f in range(fa, fb):
+                        _prefetch(out, f, cell)
+                k = j - depth
+                if k >= i:
+                    late = ring[k & mask]
+                    for f in range(fa, fb):
+                        out[f, late] += one
+                ring[j & mask] = cell
+        i = stop
+    return -1
+
+
+def _u16(buf, o):
+    """The little-endian 16-bit word at byte ``o`` (a negative int16 reads as >= 32768)."""
+    return np.uint64(buf[o]) | (np.uint64(buf[o + 1]) << np.uint64(8))
+
+
+try:
+    import numba
+    from llvmlite import ir
+    from numba.core import cgutils
+    from numba.extending import intrinsic
+
+    @intrinsic
+    def _prefetch(typingctx, arr, row, col):
+        """``llvm.prefetch`` (write, high locality) of ``arr[row, col]``: a hint, no load."""
+        sig = numba.types.void(arr, row, col)
+
+        def codegen(context, builder, signature, args):
+            ary = context.make_array(signature.args[0])(context, builder, args[0])
+            ptr = cgutils.get_item_pointer(
+                context, builder, signature.args[0], ary, [args[1], args[2]], wraparound=False
+            )
+            i8p = ir.IntType(8).as_pointer()
+            i32 = ir.IntType(32)
+            fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
+            fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0i8")
+            builder.call(
+                fn, [builder.bitcast(ptr, i8p), ir.Constant(i32, 1), ir.Constant(i32, 3), ir.Constant(i32, 1)]
+            )
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    _u16 = numba.njit(inline="always")(_u16)
+    _count_kernel = numba.njit(cache=True, nogil=True, boundscheck=False)(_count_kernel)
+    HAVE_NUMBA = sys.byteorder == "little"
+except ImportError:  # pragma: no cover - numba is a declared dependency
+    HAVE_NUMBA = False
+
+assert EVENT_DTYPE.itemsize == 13 and [EVENT_DTYPE.fields[k][1] for k in "xyp"] == [0, 2, 12]
+
+_DIRECT_DTYPES = frozenset(
+    np.dtype(d) for d in (np.float32, np.float64, np.int32, np.int64, np.uint32, np.uint64)
+)
+"""Output dtypes counted in place; any other is counted in int64 and cast (numpy's cast of the count)."""
+
+
+def _monotone(bounds: np.ndarray) -> bool:
+    return len(bounds) < 2 or bool((np.diff(bounds, axis=0) >= 0).all())
+
+
+def _count_frames(events: np.ndarray, bounds: np.ndarray, size: SensorSize, dtype) -> np.ndarray:
+    """Count frames ``[F, P*H*W]`` of ``dtype`` for ``bounds`` ``[F, 2]``; checks every event's x/y.
+
+    Raises :class:`~dvsapp.core.errors.EventDataError` naming the first event
+    outside the sensor.
+    """
+    dtype = np.dtype(dtype)
+    n_cells = size.polarities * size.height * size.width
+    bounds = np.ascontiguousarray(bounds, dtype=np.int64)
+    if not HAVE_NUMBA or not _monotone(bounds):  # pragma: no cover - every slicing mode is monotone
+        _check_bounds(events, size)
+        flat = _pixel_index(events, size) if len(events) else np.zeros(0, dtype=np.intp)
+        return _accumulate(flat, bounds, n_cells, dtype)
+    count_dtype = dtype if dtype in _DIRECT_DTYPES else np.dtype(np.int64)
+    out = np.zeros((len(bounds), n_cells), dtype=count_dtype)
+    if len(events):
+        raw = np.ascontiguousarray(events).view(np.uint8)
+        bad = _count_kernel(
+            raw,
+            len(events),
+            bounds,
+            out,
+            count_dtype.type(1),
+            size.width,
+            size.height,
+            size.polarities == 2,
+            n_cells * count_dtype.itemsize >= _PREFETCH_MIN_BYTES,
+        )
+        if bad >= 0:
+            _check_bounds(events, size)  # names the event in the usual words
+    return out if count_dtype == dtype else out.astype(dtype)
 
 
 # --------------------------------------------------------------------------- slicing (tonic's semantics)
@@ -345,7 +519,6 @@ def to_frames(
     """
     size = _sensor(sensor_size)
     ev = _events(events)
-    _check_bounds(ev, size)
     bounds = slice_bounds(
         ev,
         n_time_bins=n_time_bins,
@@ -357,9 +530,7 @@ def to_frames(
         start_time_us=start_time_us,
         end_time_us=end_time_us,
     )
-    n_cells = size.polarities * size.height * size.width
-    flat = _pixel_index(ev, size) if len(ev) else np.zeros(0, dtype=np.intp)
-    frames = _accumulate(flat, bounds, n_cells, dtype)
+    frames = _count_frames(ev, bounds, size, dtype)
     return frames.reshape(len(bounds), size.polarities, size.height, size.width)
 
 
@@ -490,8 +661,7 @@ def _window_counts(
     edges = t_start_us + step_us * np.arange(n_steps + 1, dtype=np.int64)
     cut = _searchsorted(events["t"], edges)
     bounds = np.stack([cut[:-1], cut[1:]], axis=1)
-    flat = _pixel_index(events, size)
-    frames = _accumulate(flat, bounds, size.polarities * size.height * size.width, np.float32)
+    frames = _count_frames(events, bounds, size, np.float32)
     return frames.reshape(n_steps, size.polarities, size.height, size.width)
 
 

@@ -279,6 +279,93 @@ def test_identical_to_tonic_real_recordings(shared_data, name):
     assert sum(float(w.frames.sum()) for w in windows) == len(ev)
 
 
+# --------------------------------------------------------------------------- HD sensor (the prefetching path)
+
+HD = SensorSize(1280, 720, 2)
+
+
+def hd_events(n: int, seed: int = 0) -> np.ndarray:
+    """Clustered 1280x720 events like a real HD recording: moving object edges whose pixels
+    fire repeatedly, read out row by row within each 100 us, plus 5 % noise; sorted ``t``."""
+    rng = np.random.default_rng(seed)
+    n_noise = n // 20
+    centre = rng.uniform((0, 0), (HD.width, HD.height), (8, 2))
+    velocity = rng.uniform(-300, 300, (8, 2))  # px/s
+    obj = rng.integers(0, 8, n - n_noise)
+    t = rng.integers(0, 500_000, n - n_noise)
+    angle = rng.uniform(0, 2 * np.pi, n - n_noise)
+    radius = rng.uniform(20, 150, 8)[obj] + rng.normal(0, 1.0, n - n_noise)
+    pos = centre[obj] + velocity[obj] * (t[:, None] / 1e6)
+    x = pos[:, 0] + radius * np.cos(angle)
+    y = pos[:, 1] + radius * np.sin(angle)
+    x = np.concatenate([x, rng.uniform(0, HD.width, n_noise)])
+    y = np.concatenate([y, rng.uniform(0, HD.height, n_noise)])
+    t = np.concatenate([t, rng.integers(0, 500_000, n_noise)])
+    x = np.clip(x, 0, HD.width - 1).astype(np.int64)
+    y = np.clip(y, 0, HD.height - 1).astype(np.int64)
+    order = np.lexsort((x, y, t // 100))
+    return make_events(x[order], y[order], np.sort(t), rng.random(n) < 0.5)
+
+
+@pytest.fixture(scope="module")
+def hd() -> np.ndarray:
+    return hd_events(300_000, seed=11)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"n_time_bins": 10},
+        {"n_time_bins": 4, "overlap": 0.5},
+        {"n_event_bins": 10},
+        {"time_window_us": 60_000, "overlap": 30_000, "include_incomplete": True},
+        {"time_window_us": 100_000, "start_time_us": 50_000, "end_time_us": 420_000},
+        {"event_count": 70_000, "overlap": 20_000, "include_incomplete": True},
+    ],
+    ids=lambda c: ",".join(f"{k}={v}" for k, v in c.items()),
+)
+def test_identical_to_tonic_hd_sensor(hd, kwargs):
+    assert_same_frames(to_frames(hd, HD, **kwargs), tonic_frames(hd, HD, **kwargs))
+
+
+def test_hd_single_polarity_and_other_dtypes(hd):
+    off = hd[~hd["p"]]
+    size1 = SensorSize(HD.width, HD.height, 1)
+    assert_same_frames(to_frames(off, size1, n_time_bins=5), tonic_frames(off, size1, n_time_bins=5))
+    ref = to_frames(hd, HD, n_time_bins=5)
+    for dtype in (np.float64, np.uint16):  # counted in place; counted in int64 and cast
+        got = to_frames(hd, HD, n_time_bins=5, dtype=dtype)
+        assert got.dtype == dtype
+        np.testing.assert_array_equal(got, ref)
+
+
+def test_int16_output_wraps_like_tonic():
+    n = 40_000  # one cell past int16: counted in int64, then cast as numpy casts
+    ev = make_events(np.zeros(n), np.zeros(n), np.arange(n), np.ones(n))
+    got = to_frames(ev, (2, 2, 2), event_count=n, dtype=np.int16)
+    theirs = tonic_frames(ev, (2, 2, 2), event_count=n)
+    assert got.dtype == np.int16 and got[0, 1, 0, 0] == n - 2**16
+    np.testing.assert_array_equal(got, theirs)
+
+
+@pytest.mark.parametrize("where", ["counted", "after the last bin"])
+def test_hd_event_outside_sensor_is_named(hd, where):
+    bad = hd.copy()
+    i = len(bad) // 3 if where == "counted" else len(bad) - 1  # n_time_bins never counts the last event
+    bad["x"][i] = HD.width
+    with pytest.raises(EventDataError, match=f"event {i} has x={HD.width}"):
+        to_frames(bad, HD, n_time_bins=10)
+    bad["x"][i], bad["y"][i] = 5, -3
+    with pytest.raises(EventDataError, match=f"event {i} has y=-3"):
+        to_frames(bad, HD, time_window_us=50_000, overlap=25_000)
+
+
+def test_hd_input_may_be_a_strided_view(hd):
+    view = hd[::3]
+    assert not view.flags.c_contiguous
+    assert_same_frames(to_frames(view, HD, n_time_bins=3), tonic_frames(view, HD, n_time_bins=3))
+
+
 # --------------------------------------------------------------------------- voxel grid
 
 
