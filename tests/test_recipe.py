@@ -92,7 +92,7 @@ def test_bundled_recording_gives_identical_input_in_training_replay_and_live():
     from dvsapp.core.sources import ArraySource, open_source
 
     path = RECORDINGS / "gestures.aedat4"
-    recipe = checkpoint_recipe(None)  # the bundled model's (mapped from its legacy "preprocess")
+    recipe = checkpoint_recipe(None)  # the bundled model's
     offline, fr = _dataset_windows(path, recipe)
     assert recipe.input_size == SensorSize(64, 64, 2) and offline.shape[1:] == (2, 64, 64)
     assert float(offline.sum()) > 100_000  # the recording's events are in there
