@@ -218,3 +218,72 @@ def random_events(
     ev["t"] = np.sort(rng.integers(t0_us, t0_us + max(1, duration_us), n))
     ev["p"] = rng.integers(0, 2, n).astype(bool)
     return ev
+
+
+# --------------------------------------------------------------------------------------------------
+# Triggers and IMU samples: separate arrays beside the events (never mixed into them)
+# --------------------------------------------------------------------------------------------------
+
+TRIGGER_DTYPE = np.dtype([("t", np.int64), ("channel", np.int16), ("value", np.int8)])
+"""External triggers and other timing markers, sorted by ``t``::
+
+    t:       int64  timestamp in microseconds, on the same clock as the events
+    channel: int16  0..31: an external input (Prophesee trigger id, DAVIS input 0/1/2);
+                    the named ``TRIGGER_*`` channels below for markers that are no input
+    value:   int8   TRIGGER_FALLING (0) / TRIGGER_RISING (1) edge, or TRIGGER_PULSE (2)
+
+For the marker channels, RISING means a start (frame / exposure start, generator
+high) and FALLING an end; a timestamp reset is a PULSE.
+"""
+
+TRIGGER_FALLING = 0
+TRIGGER_RISING = 1
+TRIGGER_PULSE = 2
+
+TRIGGER_GENERATOR = 32
+"""Channel of a DAVIS / DV external *generator* output edge (not an input)."""
+TRIGGER_APS_FRAME = 33
+"""Channel of APS frame start (RISING) / end (FALLING) markers."""
+TRIGGER_APS_EXPOSURE = 34
+"""Channel of APS exposure start (RISING) / end (FALLING) markers."""
+TRIGGER_TIMESTAMP_RESET = 35
+"""Channel of a device timestamp reset (value PULSE)."""
+
+
+def empty_triggers(n: int = 0) -> np.ndarray:
+    """A zeroed trigger array (TRIGGER_DTYPE) of length ``n``."""
+    return np.zeros(n, dtype=TRIGGER_DTYPE)
+
+
+def make_triggers(t: Sequence | np.ndarray, channel, value) -> np.ndarray:
+    """Build a trigger array from columns (copied and cast to TRIGGER_DTYPE)."""
+    t = np.asarray(t)
+    out = np.empty(len(t), dtype=TRIGGER_DTYPE)
+    out["t"] = t
+    out["channel"] = channel
+    out["value"] = value
+    return out
+
+
+def concat_triggers(parts: Iterable[np.ndarray]) -> np.ndarray:
+    """Concatenate trigger arrays (empty input gives an empty TRIGGER_DTYPE array)."""
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        return empty_triggers()
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+IMU_DTYPE = np.dtype(
+    [
+        ("t", np.int64),
+        ("accel_x", np.float32),
+        ("accel_y", np.float32),
+        ("accel_z", np.float32),
+        ("temperature", np.float32),
+        ("gyro_x", np.float32),
+        ("gyro_y", np.float32),
+        ("gyro_z", np.float32),
+    ]
+)
+"""Six-axis IMU samples: ``t`` in microseconds, acceleration in g, temperature in
+degrees Celsius, angular rate in degrees per second."""

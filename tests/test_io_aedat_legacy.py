@@ -162,6 +162,8 @@ def test_aedat2_dvs128_with_wraparound_and_special_events(tmp_path):
     assert tuple(r.sensor_size) == (128, 128, 2)
     out = r.read_all()
     np.testing.assert_array_equal(out, ev)
+    # the external (sync) input events are the triggers, on the unwrapped clock
+    assert r.read_triggers().tolist() == [(int(ev["t"][10]), 0, 2), (int(ev["t"][2000]), 0, 2)]
     # chunk boundaries do not lose the wrap state
     got = np.concatenate(list(r.iter_chunks(257)))
     np.testing.assert_array_equal(got, ev)
@@ -191,9 +193,125 @@ def test_aedat2_truncated_and_other_chip(tmp_path):
     path.write_bytes(b"#!AER-DAT2.0\r\n" + b"\x00" * 12)
     with pytest.raises(EventFileError, match="truncated"):
         open_events(path)
-    path.write_bytes(b"#!AER-DAT2.0\r\n# AEChip: eu.seebetter.ini.chips.davis.DAVIS240C\r\n" + b"\x00" * 16)
-    with pytest.raises(UnsupportedFormat, match="DAVIS240C"):
+    path.write_bytes(
+        b"#!AER-DAT2.0\r\n# AEChip: ch.unizh.ini.jaer.chip.cochlea.CochleaAMS1c\r\n" + b"\x00" * 16
+    )
+    with pytest.raises(UnsupportedFormat, match="CochleaAMS1c.*DVS128 and DAVIS"):
         open_events(path)
+    path.write_bytes(b"#!AER-DAT2.0\r\n# AEChip: eu.seebetter.ini.chips.davis.DAVIS999\r\n" + b"\x00" * 16)
+    with pytest.raises(UnsupportedFormat, match="DAVIS999"):  # a DAVIS of unknown size
+        open_events(path)
+
+
+DAVIS_HEADER = b"#!AER-DAT2.0\r\n# AEChip: eu.seebetter.ini.chips.davis.Davis346B\r\n"
+
+
+def davis_word_dvs(x: int, raw_y: int, on: bool) -> int:
+    return (raw_y << 22) | (x << 12) | (int(on) << 11)
+
+
+def davis_word_imu(code: int, value: int) -> int:
+    return (1 << 31) | (code << 28) | ((value & 0xFFFF) << 12) | (3 << 10)
+
+
+def test_aedat2_davis346_layout_imu_aps_and_external_events(tmp_path):
+    """Byte-built DAVIS346 file: every word kind, chunk edges inside IMU samples."""
+    rng = np.random.default_rng(8)
+    rows, want_ev, want_tr, want_imu = [], [], [], []
+    t = 1000
+    for k in range(400):
+        t += int(rng.integers(0, 50))
+        kind = k % 10
+        if kind < 6:
+            x, raw_y, on = int(rng.integers(0, 346)), int(rng.integers(0, 260)), bool(rng.integers(0, 2))
+            rows.append((davis_word_dvs(x, raw_y, on), t))
+            want_ev.append((x, 259 - raw_y, t, on))
+        elif kind == 6:  # one IMU sample: 7 words of one timestamp
+            values = rng.integers(-32768, 32768, 7)
+            rows += [(davis_word_imu(c, int(v)), t) for c, v in enumerate(values)]
+            want_imu.append((t, *values.tolist()))
+        elif kind == 7:  # APS ADC samples: skipped, counted
+            rows += [((1 << 31) | (5 << 22) | (7 << 12) | (1 << 10), t)] * 3
+        elif kind == 8:  # external input: falling, rising, pulse, and an older jAER's edge-less word
+            code = [2, 3, 4, 0][k // 10 % 4]
+            rows.append(((1 << 10) | code, t))
+            want_tr.append((t, 0, {2: 0, 3: 1, 4: 2, 0: 2}[code]))
+        else:  # an incomplete IMU sample (4 of 7 words) is counted as lost
+            rows += [(davis_word_imu(c, 1), t) for c in range(4)]
+    rec = np.array(rows, dtype=[("a", ">u4"), ("t", ">u4")])
+    path = tmp_path / "davis346.aedat"
+    path.write_bytes(DAVIS_HEADER + rec.tobytes())
+    r = open_events(path)
+    assert tuple(r.sensor_size) == (346, 260, 2) and r.metadata["camera"] == "Davis346B"
+    ev = r.read_all()
+    assert ev.tolist() == want_ev
+    assert r.read_triggers().tolist() == want_tr
+    imu = r.read_imu()
+    assert len(imu) == len(want_imu) == r.metadata["n_imu_samples"] == 40
+    assert r.metadata["n_aps_samples"] == 3 * 40 and r.metadata["n_imu_lost_words"] == 4 * 40
+    raw = np.array([w[1:] for w in want_imu], dtype=np.float64)
+    np.testing.assert_array_equal(imu["t"], [w[0] for w in want_imu])
+    np.testing.assert_allclose(imu["accel_x"], raw[:, 0] / 8192, rtol=1e-6)
+    np.testing.assert_allclose(imu["temperature"], raw[:, 3] / 340 + 35, rtol=1e-6)
+    np.testing.assert_allclose(imu["gyro_z"], raw[:, 6] / 65.5, rtol=1e-6)
+    for chunk in (1, 5, 7, 33):  # chunk edges fall inside IMU samples
+        r2 = open_events(path)
+        np.testing.assert_array_equal(np.concatenate(list(r2.iter_chunks(chunk))), ev)
+        np.testing.assert_array_equal(r2.read_imu(), imu)
+        np.testing.assert_array_equal(r2.read_triggers(), r.read_triggers())
+
+
+def test_aedat2_davis_plain_python_kernel_agrees(tmp_path, monkeypatch):
+    from dvsapp.core.io import _kernels
+
+    rec = np.array(
+        [(davis_word_dvs(i % 346, i % 260, i % 3 == 0), 10 * i) for i in range(300)]
+        + [(davis_word_imu(c, c * 100 - 300), 3000) for c in range(7)],
+        dtype=[("a", ">u4"), ("t", ">u4")],
+    )
+    path = tmp_path / "d.aedat"
+    path.write_bytes(DAVIS_HEADER + rec.tobytes())
+    compiled = open_events(path)
+    ev, imu = compiled.read_all(), compiled.read_imu()
+    monkeypatch.setattr(_kernels, "HAVE_NUMBA", False)
+    plain = open_events(path)
+    np.testing.assert_array_equal(plain.read_all(), ev)
+    np.testing.assert_array_equal(plain.read_imu(), imu)
+    assert len(ev) == 300 and len(imu) == 1
+
+
+def test_davis240c_aedat2_equals_aedattools_decode(shared_data):
+    """The real DAVIS240C file against iniLabs AedatTools' .mat (which omits the first DVS event)."""
+    scipy_io = pytest.importorskip("scipy.io")
+    r = open_events(shared_data / "davis240c_aedat2_rotdisk.aedat")
+    assert r.metadata["camera"] == "DAVIS240C" and tuple(r.sensor_size) == (240, 180, 2)
+    ev = r.read_all()
+    assert len(ev) == 374_296 and int(ev["p"].sum()) == 163_098
+    assert r.metadata["n_imu_samples"] == 7_384 and r.metadata["n_aps_samples"] == 0
+    assert (int(ev["t"][0]), int(ev["t"][-1])) == (341_678, 3_508_437)
+    mat = scipy_io.loadmat(
+        shared_data / "davis240c_aedat2_rotdisk_aedattools.mat", squeeze_me=True, struct_as_record=False
+    )["output"].data
+    pol = mat.polarity
+    assert pol.numEvents == len(ev) - 1
+    np.testing.assert_array_equal(ev["x"][1:], pol.x)
+    np.testing.assert_array_equal(179 - ev["y"][1:], pol.y)  # jAER's y points up; ours down
+    np.testing.assert_array_equal(ev["p"][1:], pol.polarity.astype(bool))
+    np.testing.assert_array_equal(ev["t"][1:], pol.timeStamp)
+    imu, ref = r.read_imu(), mat.imu6
+    assert len(imu) == ref.numEvents == 7_384
+    np.testing.assert_array_equal(imu["t"], ref.timeStamp)
+    for ours, theirs in (
+        ("accel_x", "accelX"),
+        ("accel_y", "accelY"),
+        ("accel_z", "accelZ"),
+        ("temperature", "temperature"),
+        ("gyro_x", "gyroX"),
+        ("gyro_y", "gyroY"),
+        ("gyro_z", "gyroZ"),
+    ):
+        np.testing.assert_allclose(imu[ours], getattr(ref, theirs), rtol=1e-6, atol=1e-6)
+    assert len(r.read_triggers()) == 0
 
 
 def test_aedat31_misaligned_packets_and_numpy_fallback(tmp_path, monkeypatch):

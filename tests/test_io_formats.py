@@ -19,6 +19,9 @@ REAL = {
     "prophesee_evt2_640x480.raw": ("evt2", (640, 480), 521_252),
     "nmnist_sample.bin": ("nmnist", (34, 34), 4_325),
     "ncars_sample.dat": ("dat", None, 2_009),
+    "prophesee_evt3_640x480_triggers.raw": ("evt3", (640, 480), 343_474),
+    "davis240c_aedat2_rotdisk.aedat": ("aedat2", (240, 180), 374_296),
+    "davis346_aestream.aedat4": ("aedat4", (346, 260), 117_667),
 }
 
 

@@ -2,23 +2,27 @@
 
 ``open_events(path)`` sniffs the format from the file's bytes (``dvsapp.core.io.sniff``)
 and returns an :class:`EventReader` with ``sensor_size``, ``metadata``,
-``read_all()`` and a streaming ``packets(max_events=..., dt_us=None)``.
+``read_all()``, a streaming ``packets(max_events=..., dt_us=None)`` and
+``read_triggers()`` (external triggers and timing markers, TRIGGER_DTYPE; empty
+for formats without).
 
 ``write_events(path, events, sensor_size)`` and the streaming
 ``open_writer(path, sensor_size)`` pick the format from the extension
-(``.aedat4``, ``.h5``/``.hdf5``, ``.npz``, ``.csv``).  Writers never replace an
-existing file without ``force=True`` (:class:`OutputExistsError`); they write a
-temporary file in the destination folder and rename it into place only when
-everything was written, so a failed write leaves nothing behind.
+(``.aedat4``, ``.h5``/``.hdf5``, ``.npz``, ``.csv``); AEDAT 4 (opened with
+``with_triggers=True``) and HDF5 also hold triggers (``write_triggers``).
+Writers never replace an existing file without ``force=True``
+(:class:`OutputExistsError`); they write a temporary file in the destination
+folder and rename it into place only when everything was written, so a failed
+write leaves nothing behind.
 
 =========  ==========================  ==============================  =======
 format     reader                      decoded by                      writer
 =========  ==========================  ==============================  =======
 aedat4     Aedat4Reader                aedat (header checked here)     yes (dv-processing)
 aedat31    Aedat31Reader               numba / numpy, this package     no
-aedat2     Aedat2Reader (DVS128)       numba / numpy, this package     no
+aedat2     Aedat2Reader                numba / numpy (DVS128, DAVIS)   no
 evt2       Evt2Reader                  numba / numpy, this package     no
-evt3       Evt3Reader                  expelliarmus                    no
+evt3       Evt3Reader                  numba, this package (evt3.py)   no
 dat        DatReader                   numba / numpy, this package     no
 nmnist     NmnistReader                numba / numpy, this package     no
 npy/npz    NpyReader / NpzReader       numpy                           npz
@@ -39,14 +43,15 @@ import numpy as np
 
 from dvsapp.core.atomic import commit, temp_beside
 from dvsapp.core.errors import EventDataError, OutputExistsError, UnsupportedFormat
-from dvsapp.core.events import EVENT_DTYPE, SensorSize, as_events
+from dvsapp.core.events import EVENT_DTYPE, TRIGGER_DTYPE, SensorSize, as_events
 from dvsapp.core.io.aedat4 import Aedat4Reader, Aedat4Writer
 from dvsapp.core.io.aedat_legacy import Aedat2Reader, Aedat31Reader
 from dvsapp.core.io.base import EventReader, packetize
+from dvsapp.core.io.evt3 import Evt3Reader
 from dvsapp.core.io.hdf5 import Hdf5Reader, Hdf5Writer, read_hdf5_labels
 from dvsapp.core.io.nmnist import NmnistReader
 from dvsapp.core.io.numpy_io import NpyReader, NpzReader, NpzWriter
-from dvsapp.core.io.prophesee import DatReader, Evt2Reader, Evt3Reader
+from dvsapp.core.io.prophesee import DatReader, Evt2Reader
 from dvsapp.core.io.sniff import sniff_format
 from dvsapp.core.io.text import CsvReader, CsvWriter
 
@@ -86,7 +91,12 @@ class _FormatWriter(Protocol):
 
 
 def _aedat4_writer(path: Path, sensor_size: SensorSize, metadata: dict) -> _FormatWriter:
-    return Aedat4Writer(path, sensor_size, camera=str(metadata.get("camera") or "dvsapp"))
+    return Aedat4Writer(
+        path,
+        sensor_size,
+        camera=str(metadata.get("camera") or "dvsapp"),
+        with_triggers=bool(metadata.get("with_triggers")),
+    )
 
 
 WRITERS: dict[str, Callable[[Path, SensorSize, dict], _FormatWriter]] = {
@@ -125,7 +135,15 @@ class EventWriter:
     Use through :func:`open_writer`.
     """
 
-    def __init__(self, path: Path, sensor_size: SensorSize, *, force: bool, metadata: dict | None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        sensor_size: SensorSize,
+        *,
+        force: bool,
+        metadata: dict | None,
+        with_triggers: bool = False,
+    ) -> None:
         self.path = path
         self.sensor_size = SensorSize(*sensor_size)
         suffix = path.suffix.lower()
@@ -142,13 +160,50 @@ class EventWriter:
             raise UnsupportedFormat("output folder does not exist", path=path.parent)
         self._force = force
         self._tmp = temp_beside(path, suffix)  # created here: an unwritable folder fails now, in one line
+        meta = dict(metadata or {})
+        meta.pop("with_triggers", None)
+        if with_triggers:
+            meta["with_triggers"] = True  # read by the AEDAT 4 factory, never stored
         try:
-            self._inner = WRITERS[suffix](self._tmp, self.sensor_size, dict(metadata or {}))
+            self._inner = WRITERS[suffix](self._tmp, self.sensor_size, meta)
         except BaseException:
             self._tmp.unlink(missing_ok=True)
             raise
         self._last_t: int | None = None
+        self._last_trigger_t: int | None = None
         self.n_written = 0
+        self.n_triggers_written = 0
+
+    @property
+    def holds_triggers(self) -> bool:
+        """Whether :meth:`write_triggers` can store triggers in this output."""
+        return bool(getattr(self._inner, "holds_triggers", False))
+
+    def write_triggers(self, triggers: np.ndarray) -> None:
+        """Append triggers (TRIGGER_DTYPE, sorted, also across calls).
+
+        Raises
+        ------
+        UnsupportedFormat
+            The output format holds no triggers (see :attr:`holds_triggers`).
+        EventDataError
+            Wrong dtype or unsorted timestamps.
+        """
+        if not self.holds_triggers:
+            hint = " (open it with with_triggers=True)" if self.path.suffix.lower() == ".aedat4" else ""
+            raise UnsupportedFormat(f"this {self.path.suffix} output holds no triggers{hint}", path=self.path)
+        if not isinstance(triggers, np.ndarray) or triggers.dtype != TRIGGER_DTYPE:
+            got = getattr(triggers, "dtype", type(triggers).__name__)
+            raise EventDataError(f"triggers have dtype {got}, expected {TRIGGER_DTYPE}", path=self.path)
+        if not len(triggers):
+            return
+        t = triggers["t"]
+        last = self._last_trigger_t
+        if (len(t) > 1 and bool((t[1:] < t[:-1]).any())) or (last is not None and int(t[0]) < last):
+            raise EventDataError("trigger timestamps are not sorted", path=self.path)
+        self._inner.write_triggers(triggers)
+        self._last_trigger_t = int(t[-1])
+        self.n_triggers_written += len(triggers)
 
     def write(self, events: np.ndarray) -> None:
         """Append events (EVENT_DTYPE or any structured array with x, y, t, p)."""
@@ -191,6 +246,7 @@ def open_writer(
     *,
     force: bool = False,
     metadata: dict | None = None,
+    with_triggers: bool = False,
 ) -> Iterator[EventWriter]:
     """Context manager yielding an :class:`EventWriter`; the file appears only on success.
 
@@ -206,8 +262,13 @@ def open_writer(
         ``camera`` is stored by every format; HDF5 also stores ``labels``
         (segments or ``[K, 3]`` rows) and ``class_names``, and any other
         JSON-able keys; npz stores the dict as JSON.
+    with_triggers : bool
+        Give an AEDAT 4 output a trigger stream (HDF5 always holds triggers;
+        npz and CSV never do): see :meth:`EventWriter.write_triggers`.
     """
-    writer = EventWriter(Path(path), SensorSize(*sensor_size), force=force, metadata=metadata)
+    writer = EventWriter(
+        Path(path), SensorSize(*sensor_size), force=force, metadata=metadata, with_triggers=with_triggers
+    )
     try:
         yield writer
     except BaseException:
@@ -228,12 +289,21 @@ def write_events(
     force: bool = False,
     metadata: dict | None = None,
     chunk_events: int = 1 << 20,
+    triggers: np.ndarray | None = None,
 ) -> Path:
-    """Write ``events`` (EVENT_DTYPE ``[N]``) to ``path`` in one call; returns the path."""
+    """Write ``events`` (EVENT_DTYPE ``[N]``) to ``path`` in one call; returns the path.
+
+    ``triggers`` (TRIGGER_DTYPE), when given, are stored too; the format must hold them
+    (AEDAT 4, HDF5), else :class:`UnsupportedFormat`.
+    """
     events = as_events(events)
-    with open_writer(path, sensor_size, force=force, metadata=metadata) as w:
+    with open_writer(
+        path, sensor_size, force=force, metadata=metadata, with_triggers=triggers is not None
+    ) as w:
         for i0 in range(0, len(events), chunk_events):
             w.write(events[i0 : i0 + chunk_events])
+        if triggers is not None:
+            w.write_triggers(triggers)
     return Path(path)
 
 

@@ -9,11 +9,21 @@ Instead:
    read with the standard library for stream types, sensor size and camera name;
 2. the packet chain is walked once (8-byte headers only): every packet's
    claimed length must fit in the file before anything is allocated for it;
-3. only then ``aedat.Decoder`` decodes the packets, streaming; only the event
-   stream is taken, IMU / trigger / frame streams are skipped undecoded.
+3. only then ``aedat.Decoder`` decodes the packets, streaming; the first event
+   stream gives the events and the first trigger stream the triggers
+   (``read_triggers()``); IMU and frame streams are skipped undecoded.
 
-Writing uses ``dv_processing.io.MonoCameraWriter`` with an event-only config
-(LZ4 compression), so files open in DV, dv-processing and ``aedat`` alike.
+Trigger types (dv-processing's ``TriggerType``) map onto TRIGGER_DTYPE as
+``EXTERNAL_SIGNAL_RISING_EDGE / FALLING_EDGE / PULSE`` -> channel 0, value
+1 / 0 / 2; ``EXTERNAL_GENERATOR_*`` -> ``TRIGGER_GENERATOR``; ``APS_FRAME_START /
+END`` -> ``TRIGGER_APS_FRAME`` rising / falling; ``APS_EXPOSURE_*`` ->
+``TRIGGER_APS_EXPOSURE``; ``TIMESTAMP_RESET`` -> ``TRIGGER_TIMESTAMP_RESET``
+(pulse).  Unknown types are dropped and counted (``n_unknown_triggers``).
+
+Writing uses ``dv_processing.io.MonoCameraWriter`` (LZ4 compression) with an
+event stream, plus a trigger stream when asked for (``with_triggers``), so files
+open in DV, dv-processing and ``aedat`` alike.  The mapping above is inverted;
+AEDAT 4 has one external-signal input, so every input channel is written as it.
 Timestamps stay in microseconds as recorded (AEDAT 4 clocks are Unix time).
 """
 
@@ -29,7 +39,21 @@ from pathlib import Path
 import numpy as np
 
 from dvsapp.core.errors import EventFileError
-from dvsapp.core.events import EVENT_DTYPE, SensorSize, concat, empty_events
+from dvsapp.core.events import (
+    EVENT_DTYPE,
+    TRIGGER_APS_EXPOSURE,
+    TRIGGER_APS_FRAME,
+    TRIGGER_FALLING,
+    TRIGGER_GENERATOR,
+    TRIGGER_PULSE,
+    TRIGGER_RISING,
+    TRIGGER_TIMESTAMP_RESET,
+    SensorSize,
+    concat,
+    concat_triggers,
+    empty_events,
+    make_triggers,
+)
 from dvsapp.core.io import _kernels
 from dvsapp.core.io.base import EventChecker, EventReader
 
@@ -287,6 +311,47 @@ _PASS_THROUGH = (KeyboardInterrupt, SystemExit, GeneratorExit, MemoryError)
 """Exceptions never turned into EventFileError (everything else the decoder raises is)."""
 
 
+#: dv-processing TriggerType value -> (channel, value) of TRIGGER_DTYPE
+DV_TRIGGER_TYPES: dict[int, tuple[int, int]] = {
+    0: (TRIGGER_TIMESTAMP_RESET, TRIGGER_PULSE),
+    1: (0, TRIGGER_RISING),
+    2: (0, TRIGGER_FALLING),
+    3: (0, TRIGGER_PULSE),
+    4: (TRIGGER_GENERATOR, TRIGGER_RISING),
+    5: (TRIGGER_GENERATOR, TRIGGER_FALLING),
+    6: (TRIGGER_APS_FRAME, TRIGGER_RISING),
+    7: (TRIGGER_APS_FRAME, TRIGGER_FALLING),
+    8: (TRIGGER_APS_EXPOSURE, TRIGGER_RISING),
+    9: (TRIGGER_APS_EXPOSURE, TRIGGER_FALLING),
+}
+_DV_CHANNEL = np.full(256, -1, dtype=np.int16)
+_DV_VALUE = np.zeros(256, dtype=np.int8)
+for _code, (_ch, _val) in DV_TRIGGER_TYPES.items():
+    _DV_CHANNEL[_code], _DV_VALUE[_code] = _ch, _val
+MARKER_CHANNELS = (TRIGGER_GENERATOR, TRIGGER_APS_FRAME, TRIGGER_APS_EXPOSURE, TRIGGER_TIMESTAMP_RESET)
+
+
+def dv_trigger_type(channel: int, value: int) -> int:
+    """TRIGGER_DTYPE (channel, value) -> dv-processing TriggerType value (inputs: the external signal)."""
+    if channel == TRIGGER_TIMESTAMP_RESET:
+        return 0
+    if channel in (TRIGGER_GENERATOR, TRIGGER_APS_FRAME, TRIGGER_APS_EXPOSURE):
+        base = {TRIGGER_GENERATOR: 4, TRIGGER_APS_FRAME: 6, TRIGGER_APS_EXPOSURE: 8}[channel]
+        return base + (1 if value == TRIGGER_FALLING else 0)
+    return {TRIGGER_RISING: 1, TRIGGER_FALLING: 2}.get(int(value), 3)
+
+
+def _triggers_from_aedat(parts: list[np.ndarray]) -> tuple[np.ndarray, int]:
+    """``aedat`` trigger records (t u8, source u1) -> (TRIGGER_DTYPE, count of unknown types)."""
+    if not parts:
+        return concat_triggers([]), 0
+    raw = np.concatenate(parts) if len(parts) > 1 else parts[0]
+    code = raw["source"].astype(np.intp)
+    known = _DV_CHANNEL[code] >= 0
+    out = make_triggers(raw["t"][known].astype(np.int64), _DV_CHANNEL[code[known]], _DV_VALUE[code[known]])
+    return out, int(len(raw) - known.sum())
+
+
 def _from_aedat(arr: np.ndarray) -> np.ndarray:
     """``aedat`` event records (t u8, x u2, y u2, on bool) -> EVENT_DTYPE."""
     ev = np.empty(len(arr), dtype=EVENT_DTYPE)
@@ -324,6 +389,9 @@ class Aedat4Reader(EventReader):
                 f"cannot read the AEDAT 4 header: {_one_line(exc)}", path=self.path
             ) from None
         self._stream_id = event_ids[0]
+        trigger_ids = sorted(i for i, s in header.streams.items() if s["type"] == "triggers")
+        self._trigger_id = trigger_ids[0] if trigger_ids else None
+        self.may_have_triggers = self._trigger_id is not None
         info = header.streams[self._stream_id]
         if streams.get(self._stream_id, {}).get("type") != "events":  # pragma: no cover - parsers disagree
             raise EventFileError("AEDAT 4 header streams are inconsistent", path=self.path)
@@ -351,11 +419,36 @@ class Aedat4Reader(EventReader):
 
         return aedat.Decoder(str(self.path))
 
+    def _keep_triggers(self, parts: list[np.ndarray]) -> None:
+        self._triggers, unknown = _triggers_from_aedat(parts)
+        self.metadata["n_unknown_triggers"] = unknown
+
+    def _decode_triggers(self) -> np.ndarray:
+        """The first trigger stream's triggers (only its packets are converted)."""
+        parts: list[np.ndarray] = []
+        if self._trigger_id is not None:
+            try:
+                for packet in self._good_packets():
+                    if packet.get("stream_id") == self._trigger_id and "triggers" in packet:
+                        parts.append(packet["triggers"])
+            except _PASS_THROUGH:
+                raise
+            except BaseException as exc:  # also Rust panics of the decoder
+                raise EventFileError(f"corrupt AEDAT 4 data: {_one_line(exc)}", path=self.path) from None
+            if self._damage is not None:
+                raise self._damage
+        self._keep_triggers(parts)
+        return self._triggers
+
     def _chunks(self, chunk_events: int) -> Iterator[np.ndarray]:
         parts: list[np.ndarray] = []
+        triggers: list[np.ndarray] = []
         n = 0
         try:
             for packet in self._good_packets():
+                if packet.get("stream_id") == self._trigger_id and "triggers" in packet:
+                    triggers.append(packet["triggers"])
+                    continue
                 if packet.get("stream_id") != self._stream_id or "events" not in packet:
                     continue
                 ev = packet["events"]
@@ -374,20 +467,25 @@ class Aedat4Reader(EventReader):
             yield _from_aedat(np.concatenate(parts) if len(parts) > 1 else parts[0])
         if self._damage is not None:  # every event before the damage has been delivered
             raise self._damage
+        self._keep_triggers(triggers)
 
     def read_all(self) -> np.ndarray:
         """All events: packets concatenated once, then one fused convert + check pass."""
         parts: list[np.ndarray] = []
+        triggers: list[np.ndarray] = []
         try:
             for packet in self._good_packets():
                 if packet.get("stream_id") == self._stream_id and "events" in packet:
                     parts.append(packet["events"])
+                elif packet.get("stream_id") == self._trigger_id and "triggers" in packet:
+                    triggers.append(packet["triggers"])
         except _PASS_THROUGH:
             raise
         except BaseException as exc:  # also Rust panics of the decoder
             raise EventFileError(f"corrupt AEDAT 4 data: {_one_line(exc)}", path=self.path) from None
         if self._damage is not None:
             raise self._damage
+        self._keep_triggers(triggers)
         if not parts:
             return empty_events()
         raw = np.concatenate(parts) if len(parts) > 1 else parts[0]
@@ -403,7 +501,7 @@ def _one_line(exc: BaseException) -> str:
 
 
 class Aedat4Writer:
-    """Streaming AEDAT 4 writer (``dv_processing.io.MonoCameraWriter``, event-only, LZ4).
+    """Streaming AEDAT 4 writer (``dv_processing.io.MonoCameraWriter``, LZ4).
 
     Parameters
     ----------
@@ -413,13 +511,24 @@ class Aedat4Writer:
         Written as the event stream's resolution.
     camera : str
         Camera name stored in the file's info node.
+    with_triggers : bool
+        Add a trigger stream (then :meth:`write_triggers` may be called).
     """
 
-    def __init__(self, path: Path, sensor_size: SensorSize, camera: str = "dvsapp") -> None:
+    def __init__(
+        self, path: Path, sensor_size: SensorSize, camera: str = "dvsapp", *, with_triggers: bool = False
+    ) -> None:
         import dv_processing as dv
 
         self._dv = dv
-        config = dv.io.MonoCameraWriter.EventOnlyConfig(camera, (int(sensor_size[0]), int(sensor_size[1])))
+        resolution = (int(sensor_size[0]), int(sensor_size[1]))
+        if with_triggers:
+            config = dv.io.MonoCameraWriter.Config(camera)
+            config.addEventStream(resolution)
+            config.addTriggerStream()
+        else:
+            config = dv.io.MonoCameraWriter.EventOnlyConfig(camera, resolution)
+        self.holds_triggers = with_triggers
         self._writer = dv.io.MonoCameraWriter(str(path), config)
 
     def write(self, events: np.ndarray) -> None:
@@ -436,6 +545,18 @@ class Aedat4Writer:
         ):
             push(t, x, y, p)
         self._writer.writeEvents(store)
+
+    def write_triggers(self, triggers: np.ndarray) -> None:
+        """Append TRIGGER_DTYPE triggers (sorted) to the trigger stream, mapped as the module says."""
+        if not len(triggers):
+            return
+        dv = self._dv
+        vec = dv.TriggerPacket.TriggersVector()
+        for t, ch, val in zip(
+            triggers["t"].tolist(), triggers["channel"].tolist(), triggers["value"].tolist(), strict=True
+        ):
+            vec.append(dv.Trigger(t, dv.TriggerType(dv_trigger_type(ch, val))))
+        self._writer.writeTriggerPacket(dv.TriggerPacket(vec))
 
     def close(self) -> None:
         # the writer flushes and finalises the file (data table) when destroyed

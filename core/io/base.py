@@ -30,7 +30,15 @@ from typing import Any
 import numpy as np
 
 from dvsapp.core.errors import EventFileError, UnsupportedFormat
-from dvsapp.core.events import EVENT_DTYPE, Packet, SensorSize, concat, empty_events
+from dvsapp.core.events import (
+    EVENT_DTYPE,
+    TRIGGER_DTYPE,
+    Packet,
+    SensorSize,
+    concat,
+    empty_events,
+    empty_triggers,
+)
 from dvsapp.core.io import _kernels
 
 DEFAULT_CHUNK_EVENTS = 1 << 20
@@ -123,6 +131,22 @@ class EventChecker:
                 self._raise(events, int(np.flatnonzero(bad)[0]), 2)
 
 
+def check_triggers(triggers: np.ndarray, path: Path) -> np.ndarray:
+    """Raise :class:`EventFileError` when trigger timestamps go back; returns ``triggers``."""
+    if triggers.dtype != TRIGGER_DTYPE:  # pragma: no cover - readers build this dtype
+        raise EventFileError(f"triggers have dtype {triggers.dtype}, expected {TRIGGER_DTYPE}", path=path)
+    t = triggers["t"]
+    if len(t) > 1:
+        bad = np.flatnonzero(t[1:] < t[:-1])
+        if len(bad):
+            i = int(bad[0]) + 1
+            raise EventFileError(
+                f"trigger timestamps are not sorted: trigger {i} has t={int(t[i])} us after t={int(t[i - 1])} us",
+                path=path,
+            )
+    return triggers
+
+
 class EventReader:
     """Base class of every format's reader.
 
@@ -138,13 +162,20 @@ class EventReader:
         read), plus format-specific keys.
 
     Subclasses implement :meth:`_chunks`; they may override :meth:`read_all`.
+    Formats that hold triggers implement :meth:`_decode_triggers`; those whose
+    :meth:`_chunks` decodes them on the way set ``self._triggers`` at the end of a
+    complete pass and use ``_decode_triggers = _triggers_from_a_pass``, so a full
+    read followed by :meth:`read_triggers` decodes the file once.
     """
 
     format_name: str = "?"
+    may_have_triggers: bool = False
+    """Whether the format can hold triggers (:meth:`read_triggers` may be non-empty)."""
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = check_input_file(path)
         self._sensor_size: SensorSize | None = None
+        self._triggers: np.ndarray | None = None  # set by a decoding pass that reads them on the way
         self.metadata: dict[str, Any] = {
             "format": self.format_name,
             "camera": None,
@@ -205,6 +236,43 @@ class EventReader:
         if events.dtype != EVENT_DTYPE:  # pragma: no cover - defensive
             events = events.astype(EVENT_DTYPE)
         return events
+
+    def read_triggers(self) -> np.ndarray:
+        """External triggers and timing markers of the file, beside its events.
+
+        Returns
+        -------
+        np.ndarray
+            ``[K]`` TRIGGER_DTYPE (``t`` us, ``channel``, ``value``), sorted by ``t``;
+            empty for formats (and files) that hold none.  Also sets
+            ``metadata["n_triggers"]``.
+
+        Raises
+        ------
+        EventFileError
+            Corrupt data, or trigger timestamps that go back.
+        """
+        if self._triggers is None:
+            self._triggers = self._decode_triggers()
+        triggers = self._triggers
+        check_triggers(triggers, self.path)
+        self.metadata["n_triggers"] = len(triggers)
+        return triggers
+
+    @property
+    def triggers(self) -> np.ndarray:
+        """:meth:`read_triggers` (decoded once, then kept)."""
+        return self.read_triggers()
+
+    def _decode_triggers(self) -> np.ndarray:
+        """Every trigger of the file (the default: a format without triggers)."""
+        return empty_triggers()
+
+    def _triggers_from_a_pass(self) -> np.ndarray:
+        """For readers whose :meth:`_chunks` collects the triggers: run one pass, events unused."""
+        for _ in self._chunks(DEFAULT_CHUNK_EVENTS):
+            pass
+        return empty_triggers() if self._triggers is None else self._triggers
 
     def packets(self, max_events: int = DEFAULT_PACKET_EVENTS, dt_us: int | None = None) -> Iterator[Packet]:
         """Stream the file as packets (memory bounded by a chunk, not the file).

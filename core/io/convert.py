@@ -3,6 +3,12 @@
 Memory is bounded by one chunk (``chunk_events`` events, default 1 Mi = 13 MB of
 EVENT_DTYPE plus the decoders' buffers), never by the file: the reader's
 chunks go through the spatial ops and straight into a streaming writer.
+
+Triggers (``reader.read_triggers()``) are written after the events where the
+output holds them (AEDAT 4's trigger stream, HDF5's ``/triggers``); the crop and
+downsampling leave them alone.  The report says how many were kept and dropped
+(npz and CSV hold none), and notes when AEDAT 4's single external-signal input
+takes the triggers of other input channels.
 """
 
 from __future__ import annotations
@@ -88,6 +94,13 @@ class ConvertReport:
     n_events_out: int
     sensor_size_in: SensorSize
     sensor_size_out: SensorSize
+    n_triggers_in: int = 0
+    n_triggers_out: int = 0
+    trigger_note: str | None = None
+
+    @property
+    def n_triggers_dropped(self) -> int:
+        return self.n_triggers_in - self.n_triggers_out
 
 
 def convert(
@@ -134,7 +147,10 @@ def convert(
         if names is not None:
             metadata["class_names"] = names
     n_in = n_out = 0
-    with open_writer(out_path, size, force=force, metadata=metadata) as writer:
+    want_triggers = bool(reader.may_have_triggers)
+    triggers = None
+    note = None
+    with open_writer(out_path, size, force=force, metadata=metadata, with_triggers=want_triggers) as writer:
         for chunk in reader.iter_chunks(chunk_events):
             n_in += len(chunk)
             for op in ops:
@@ -143,6 +159,11 @@ def convert(
             n_out += len(chunk)
             if progress is not None:
                 progress(n_in, total)
+        if want_triggers:
+            triggers = reader.read_triggers()  # decoded on the way for the stream formats
+            if len(triggers) and writer.holds_triggers:
+                writer.write_triggers(triggers)
+                note = _trigger_note(triggers, Path(out_path))
     return ConvertReport(
         input_path=reader.path,
         output_path=Path(out_path),
@@ -151,4 +172,20 @@ def convert(
         n_events_out=n_out,
         sensor_size_in=reader.sensor_size,
         sensor_size_out=size,
+        n_triggers_in=0 if triggers is None else len(triggers),
+        n_triggers_out=writer.n_triggers_written,
+        trigger_note=note,
     )
+
+
+def _trigger_note(triggers: np.ndarray, out_path: Path) -> str | None:
+    """What an AEDAT 4 output changes about the triggers (None when nothing)."""
+    from dvsapp.core.io.aedat4 import MARKER_CHANNELS
+
+    if out_path.suffix.lower() != ".aedat4":
+        return None
+    channels = sorted({int(c) for c in np.unique(triggers["channel"])} - {0, *MARKER_CHANNELS})
+    if not channels:
+        return None
+    names = ", ".join(str(c) for c in channels)
+    return f"AEDAT 4 has one external-signal input: the triggers of channel {names} are written as it"

@@ -11,6 +11,9 @@ Layout (``format_version`` 1)::
     /events/p  [N] uint8   1 = ON
     /labels    [K, 3] int64 (optional): class_id (0-based), start_us, end_us
                attrs: class_names (JSON list of str, as core.labels writes it)
+    /triggers/t       [M] int64 (optional group): external triggers, microseconds, sorted
+    /triggers/channel [M] int16   (TRIGGER_DTYPE of dvsapp.core.events)
+    /triggers/value   [M] int8
 
 Columns are stored separately so each compresses well and a time slice reads
 only the rows it needs.  Events are written and read back losslessly.  Files
@@ -29,12 +32,13 @@ from pathlib import Path
 import numpy as np
 
 from dvsapp.core.errors import DvsAppError, EventFileError, UnsupportedFormat
-from dvsapp.core.events import EVENT_DTYPE, SensorSize
+from dvsapp.core.events import EVENT_DTYPE, TRIGGER_DTYPE, SensorSize, empty_triggers
 from dvsapp.core.io.base import EventReader
 
 CHUNK_ROWS = 1 << 17
 FORMAT_VERSION = 1
 _COLS = (("x", np.int16), ("y", np.int16), ("t", np.int64), ("p", np.uint8))
+_TRIGGER_COLS = (("t", np.int64), ("channel", np.int16), ("value", np.int8))
 
 
 def _h5py():
@@ -120,13 +124,43 @@ class Hdf5Reader(EventReader):
                 self._labels = np.asarray(dset[...], dtype=np.int64)
                 self._class_names = _class_names(dset.attrs.get("class_names"))
             camera = _text(attrs.get("camera", "")) or None
+            self._n_triggers = self._check_triggers(f)
+            self.may_have_triggers = self._n_triggers > 0
         self.metadata.update(
             camera=camera,
             n_events=self._n,
             duration_us=(t1 - t0) if self._n else 0,
             stored_metadata=extra,
             has_labels=self._labels is not None,
+            n_triggers=self._n_triggers,
         )
+
+    def _check_triggers(self, f) -> int:
+        """Rows of the optional /triggers group (0 when absent), its columns checked."""
+        h5py = _h5py()
+        grp = f.get("triggers")
+        if grp is None:
+            return 0
+        if not isinstance(grp, h5py.Group) or any(
+            not isinstance(grp.get(c), h5py.Dataset) for c, _ in _TRIGGER_COLS
+        ):
+            raise EventFileError(
+                "HDF5 /triggers is not a group of t, channel, value datasets", path=self.path
+            )
+        lengths = {_check_column(grp[c], f"triggers/{c}", self.path) for c, _ in _TRIGGER_COLS}
+        if len(lengths) != 1:
+            raise EventFileError(f"/triggers columns differ in length: {sorted(lengths)}", path=self.path)
+        return lengths.pop()
+
+    def _decode_triggers(self) -> np.ndarray:
+        if not self._n_triggers:
+            return empty_triggers()
+        h5py = _h5py()
+        out = np.empty(self._n_triggers, dtype=TRIGGER_DTYPE)
+        with _h5_errors(self.path, "triggers"), h5py.File(self.path, "r") as f:
+            for c, _ in _TRIGGER_COLS:
+                out[c] = f["triggers"][c][...]
+        return out
 
     def _chunks(self, chunk_events: int) -> Iterator[np.ndarray]:
         h5py = _h5py()
@@ -221,8 +255,26 @@ class Hdf5Writer:
             for c, dt in _COLS
         }
         self._n = 0
+        self._triggers = None
+        self.holds_triggers = True
         if labels is not None:
             self.write_labels(labels, class_names)
+
+    def write_triggers(self, triggers: np.ndarray) -> None:
+        """Append TRIGGER_DTYPE triggers to /triggers (created on the first call)."""
+        if self._triggers is None:
+            grp = self._f.create_group("triggers")
+            self._triggers = {
+                c: grp.create_dataset(c, shape=(0,), maxshape=(None,), dtype=dt, chunks=(4096,))
+                for c, dt in _TRIGGER_COLS
+            }
+        k = len(triggers)
+        if not k:
+            return
+        for c, dset in self._triggers.items():
+            n = dset.shape[0]
+            dset.resize((n + k,))
+            dset[n:] = triggers[c]
 
     def write(self, events: np.ndarray) -> None:
         k = len(events)

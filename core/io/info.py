@@ -6,6 +6,9 @@ import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
+import numpy as np
+
+from dvsapp.core.events import TRIGGER_FALLING, TRIGGER_RISING
 from dvsapp.core.io import open_events
 from dvsapp.core.io.base import DEFAULT_CHUNK_EVENTS
 from dvsapp.core.labels import labels_path_for
@@ -29,6 +32,11 @@ class FileInfo:
     n_on: int
     n_off: int
     labels_path: str | None
+    n_triggers: int = 0
+    n_triggers_rising: int = 0
+    n_triggers_falling: int = 0
+    trigger_channels: tuple[int, ...] = ()
+    n_imu_samples: int | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -41,7 +49,10 @@ def describe(
 
     Every event is decoded and checked, so a corrupt file raises here
     (:class:`dvsapp.core.errors.EventFileError`).  ``labels_path`` is the DVS Gesture
-    ``<stem>_labels.csv`` beside the file when it exists.
+    ``<stem>_labels.csv`` beside the file when it exists.  Triggers are counted
+    (rising / falling edges and the channels seen, see ``TRIGGER_DTYPE``); the
+    stream formats decode them in the same pass.  ``n_imu_samples`` is what the
+    reader states (None when the format does not say).
     """
     reader = open_events(path)
     total = reader.metadata.get("n_events")
@@ -57,6 +68,7 @@ def describe(
         n_on += int(chunk["p"].sum())
         if progress is not None:
             progress(n, total)
+    triggers = reader.read_triggers()
     duration = (t_last - t_first) if n else 0
     rate = n / (duration * 1e-6) if duration > 0 else 0.0
     labels = labels_path_for(reader.path)
@@ -75,4 +87,9 @@ def describe(
         n_on=n_on,
         n_off=n - n_on,
         labels_path=str(labels) if labels.is_file() else None,
+        n_triggers=len(triggers),
+        n_triggers_rising=int((triggers["value"] == TRIGGER_RISING).sum()),
+        n_triggers_falling=int((triggers["value"] == TRIGGER_FALLING).sum()),
+        trigger_channels=tuple(int(c) for c in np.unique(triggers["channel"])),
+        n_imu_samples=reader.metadata.get("n_imu_samples"),
     )

@@ -1,15 +1,17 @@
 """Prophesee RAW (EVT 2.0 / EVT 3.0) and DAT files.
 
-EVT 2.0 and DAT are decoded here with numpy (faster than ``expelliarmus``, and a
-word of unknown type is reported instead of silently ending the stream); EVT
-3.0, a stateful 16-bit encoding, is decoded by ``expelliarmus``.
+Every encoding is decoded here (numba kernels, numpy fallbacks); a word of
+unknown type is reported instead of silently ending the stream.  EVT 3.0, a
+stateful 16-bit encoding, has its own module (:mod:`dvsapp.core.io.evt3`).
 
 EVT 2.0: little-endian 32-bit words, type in bits 31-28.  ``0x0`` CD OFF /
 ``0x1`` CD ON: timestamp low bits 27-22, x bits 21-11, y bits 10-0;
-``0x8`` TIME HIGH: bits 27-0 are ``t >> 6``; ``0xA`` external trigger, ``0xE``
-others, ``0xF`` continued are skipped.  ``t = time_high << 6 | t_low`` us;
-CD events before the first TIME HIGH word have no time base and are dropped
-(as Prophesee's decoder does).
+``0x8`` TIME HIGH: bits 27-0 are ``t >> 6``; ``0xA`` external trigger: timestamp
+low bits 27-22, trigger id bits 12-8, value (1 rising, 0 falling) bit 0, decoded
+into the reader's trigger array (``read_triggers()``); ``0xD`` IMU, ``0xE``
+others and ``0xF`` continued are skipped.  ``t = time_high << 6 | t_low`` us;
+CD events and triggers before the first TIME HIGH word have no time base and are
+dropped (as Prophesee's decoder does).
 
 DAT: after the header, one byte event type and one byte event size (8), then
 ``(uint32 t_us, uint32 data)`` with x bits 13-0, y bits 27-14, polarity bits 31-28.
@@ -30,7 +32,15 @@ from collections.abc import Iterator
 import numpy as np
 
 from dvsapp.core.errors import EventFileError
-from dvsapp.core.events import EVENT_DTYPE, SensorSize
+from dvsapp.core.events import (
+    EVENT_DTYPE,
+    TRIGGER_DTYPE,
+    SensorSize,
+    concat_triggers,
+    empty_events,
+    empty_triggers,
+    make_triggers,
+)
 from dvsapp.core.io import _kernels
 from dvsapp.core.io.base import EventReader
 from dvsapp.core.io.sniff import prophesee_header
@@ -66,16 +76,6 @@ def header_geometry(lines: list[str]) -> SensorSize | None:
     return None
 
 
-def _convert(arr: np.ndarray) -> np.ndarray:
-    """expelliarmus records (t i8, x i2, y i2, p u1) -> EVENT_DTYPE."""
-    ev = np.empty(len(arr), dtype=EVENT_DTYPE)
-    ev["x"] = arr["x"]
-    ev["y"] = arr["y"]
-    ev["t"] = arr["t"]
-    ev["p"] = arr["p"]
-    return ev
-
-
 def _header_value(lines: list[str], key: str) -> str | None:
     """The text after ``key`` on the first header line that starts with it (None when absent or empty)."""
     for ln in lines:
@@ -86,7 +86,7 @@ def _header_value(lines: list[str], key: str) -> str | None:
 
 
 class PropheseeReader(EventReader):
-    """Reader for one of expelliarmus' encodings (``encoding`` class attribute)."""
+    """The ``%`` header shared by RAW and DAT files: sensor size, camera, data offset."""
 
     encoding = "evt2"
 
@@ -100,7 +100,7 @@ class PropheseeReader(EventReader):
             raise EventFileError("no event data after the header (truncated)", path=self.path)
         if self._data_start >= len(head):
             raise EventFileError(f"header longer than {len(head)} bytes (corrupt header)", path=self.path)
-        if head[self._data_start : self._data_start + 1] == b"%":  # expelliarmus hangs on these
+        if head[self._data_start : self._data_start + 1] == b"%":
             raise EventFileError(
                 f"header line at byte {self._data_start} never ends (corrupt header)", path=self.path
             )
@@ -112,49 +112,15 @@ class PropheseeReader(EventReader):
             header=lines,
         )
 
-    def _wizard(self, chunk_events: int):
-        from expelliarmus import Wizard
 
-        return Wizard(encoding=self.encoding, fpath=str(self.path), chunk_size=int(chunk_events))
-
-    def _chunks(self, chunk_events: int) -> Iterator[np.ndarray]:
-        try:
-            for arr in self._wizard(chunk_events).read_chunk():
-                if arr is not None:
-                    yield _convert(arr)
-        except EventFileError:
-            raise
-        except Exception as exc:
-            raise EventFileError(
-                f"corrupt {self.format_name} data: {' '.join(str(exc).split())}", path=self.path
-            ) from None
-
-    def read_all(self) -> np.ndarray:
-        try:
-            arr = self._wizard(1 << 20).read()
-        except Exception as exc:
-            raise EventFileError(
-                f"corrupt {self.format_name} data: {' '.join(str(exc).split())}", path=self.path
-            ) from None
-        from dvsapp.core.io.base import EventChecker
-
-        if arr is None:  # expelliarmus returns None when the file holds no event
-            return np.empty(0, dtype=EVENT_DTYPE)
-        w, h = self.sensor_size.width, self.sensor_size.height
-        ev = _kernels.to_events_checked(arr["t"], arr["x"], arr["y"], arr["p"], w, h)
-        if ev is not None:  # one fused convert + check pass
-            return ev
-        return EventChecker(self.path, self.sensor_size)(_convert(arr))
-
-
-EVT2_CD_OFF, EVT2_CD_ON, EVT2_TIME_HIGH = 0x0, 0x1, 0x8
-EVT2_SKIPPED = (0xA, 0xE, 0xF)
+EVT2_CD_OFF, EVT2_CD_ON, EVT2_TIME_HIGH, EVT2_TRIGGER = 0x0, 0x1, 0x8, 0xA
+EVT2_SKIPPED = (0xD, 0xE, 0xF)
 
 
 def decode_evt2(
     words: np.ndarray, time_high: int | None, first_word: int = 0
-) -> tuple[np.ndarray, int | None, int]:
-    """Decode EVT 2.0 words.
+) -> tuple[np.ndarray, np.ndarray, int | None, int]:
+    """Decode EVT 2.0 words (the numpy path).
 
     Parameters
     ----------
@@ -167,23 +133,25 @@ def decode_evt2(
 
     Returns
     -------
-    (events, time_high, bad_index)
+    (events, triggers, time_high, bad_index)
         ``bad_index`` is -1, or the stream index of the first word of unknown type.
     """
     n = len(words)
     typ = words >> 28
     is_th = typ == EVT2_TIME_HIGH
     is_cd = typ <= EVT2_CD_ON
-    known = is_th | is_cd
+    is_tr = typ == EVT2_TRIGGER
+    known = is_th | is_cd | is_tr
     for k in EVT2_SKIPPED:
         known |= typ == k
     if not known.all():
-        return np.empty(0, dtype=EVENT_DTYPE), time_high, first_word + int(np.flatnonzero(~known)[0])
+        return empty_events(), empty_triggers(), time_high, first_word + int(np.flatnonzero(~known)[0])
     idx = np.where(is_th, np.arange(n), -1)
     np.maximum.accumulate(idx, out=idx)
     th_all = (words[np.maximum(idx, 0)] & 0x0FFFFFFF).astype(np.int64)
     if time_high is None:
         is_cd &= idx >= 0
+        is_tr &= idx >= 0
     else:
         th_all[idx < 0] = time_high
     cd = words[is_cd]
@@ -192,9 +160,11 @@ def decode_evt2(
     ev["x"] = (cd >> 11) & 0x7FF
     ev["y"] = cd & 0x7FF
     ev["p"] = typ[is_cd] == EVT2_CD_ON
+    tw = words[is_tr]
+    tr = make_triggers((th_all[is_tr] << 6) | ((tw >> 22) & 0x3F), (tw >> 8) & 0x1F, tw & 1)
     if is_th.any():
         time_high = int(th_all[np.flatnonzero(is_th)[-1]])
-    return ev, time_high, -1
+    return ev, tr, time_high, -1
 
 
 class _WordReader(PropheseeReader):
@@ -232,25 +202,38 @@ class _WordReader(PropheseeReader):
 
 
 class Evt2Reader(_WordReader):
-    """Prophesee RAW, EVT 2.0 (numpy decoder, see the module docstring)."""
+    """Prophesee RAW, EVT 2.0 (numba / numpy decoder, see the module docstring)."""
 
     format_name = "evt2"
     encoding = "evt2"
+    may_have_triggers = True
+    _decode_triggers = EventReader._triggers_from_a_pass
 
     def _chunks(self, chunk_events: int) -> Iterator[np.ndarray]:
         time_high = None
+        triggers: list[np.ndarray] = []
         for i0 in range(0, self._n_records, chunk_events):
             words = self._records(i0, min(chunk_events, self._n_records - i0))
             if _kernels.HAVE_NUMBA:
                 ev = np.empty(len(words), dtype=EVENT_DTYPE)
-                k, th, bad = _kernels.decode_evt2(
-                    words, -1 if time_high is None else time_high, ev["x"], ev["y"], ev["t"], ev["p"]
-                )
+                cols = (ev["x"], ev["y"], ev["t"], ev["p"])
+                th = -1 if time_high is None else time_high
+                i = k = 0
+                bad = -1
+                while i < len(words) and bad < 0:
+                    tr = np.empty(min(len(words) - i, 1 << 16), dtype=TRIGGER_DTYPE)
+                    i, kk, m, th, bad = _kernels.decode_evt2(
+                        words, i, th, *(c[k:] for c in cols), tr["t"], tr["channel"], tr["value"]
+                    )
+                    k += int(kk)
+                    if m:
+                        triggers.append(tr[:m])
                 time_high = None if th < 0 else int(th)
                 bad = -1 if bad < 0 else i0 + int(bad)
                 ev = ev[:k]
             else:
-                ev, time_high, bad = decode_evt2(words, time_high, i0)
+                ev, tr, time_high, bad = decode_evt2(words, time_high, i0)
+                triggers.append(tr)
             if bad >= 0:
                 word = int(self._records(bad, 1)[0])
                 raise EventFileError(
@@ -258,13 +241,7 @@ class Evt2Reader(_WordReader):
                     path=self.path,
                 )
             yield ev
-
-
-class Evt3Reader(PropheseeReader):
-    """Prophesee RAW, EVT 3.0."""
-
-    format_name = "evt3"
-    encoding = "evt3"
+        self._triggers = concat_triggers(triggers)
 
 
 class DatReader(_WordReader):
