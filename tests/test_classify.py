@@ -184,7 +184,8 @@ def test_missing_bundled_model_is_a_clear_error(tmp_path, monkeypatch):
 def test_the_bundled_model_loads():
     clf = load_classifier(None)
     assert clf.metadata["path"].endswith("tiny_synth.safetensors")
-    assert clf.metadata["provenance"]["stages"], "the shipped checkpoint records how it was trained"
+    prov = clf.metadata["provenance"]  # the shipped checkpoint records how it was trained
+    assert prov["commands"] and prov["data"] and prov["epochs"] > 0 and "clip_accuracy" in prov["test"]
     from dvsapp.core.classify import checkpoint_recipe
 
     assert checkpoint_recipe(None) == clf.recipe  # read from the metadata alone, without the weights
@@ -227,7 +228,7 @@ def test_bundled_model_on_bundled_recording_equals_offline(bundled_run):
         logits, _ = clf.model(torch.from_numpy(frames).unsqueeze(1))
     t = clf.steps_per_window
     ref = torch.softmax(logits[t - 1 :: t, 0], -1).numpy()
-    assert len(preds) == len(ref) == summary["windows"] > 200
+    assert len(preds) == len(ref) == summary["windows"] > 100  # 20 s in windows of 160 ms
     np.testing.assert_allclose(np.stack([p.probs for p in preds]), ref, atol=1e-5)
     assert [p.class_id for p in preds] == ref.argmax(1).tolist()
 

@@ -481,14 +481,14 @@ def test_cli_gui_commands_open_the_window_with_their_arguments(recording, checkp
 
 @pytest.fixture(scope="module")
 def short_recording(recording, tmp_path_factory) -> Path:
-    """The first 1.2 s of the recording (ends quickly at full speed)."""
+    """The first 2 s of the recording (ends quickly at full speed)."""
     from dvsapp.core.events import time_slice
     from dvsapp.core.io import open_events, write_events
 
     reader = open_events(recording)
     events = reader.read_all()
     path = tmp_path_factory.mktemp("short") / "short.npz"
-    write_events(path, time_slice(events, None, int(events["t"][0]) + 1_200_000), reader.sensor_size)
+    write_events(path, time_slice(events, None, int(events["t"][0]) + 2_000_000), reader.sensor_size)
     return path
 
 
