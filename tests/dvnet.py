@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+SERVER = Path(__file__).resolve().with_name("dvnet_server.py")
+"""The DV test server (a real ``NetworkWriter``), run as a script."""
 
 
 def free_port() -> int:
@@ -25,11 +27,11 @@ def free_port() -> int:
 
 
 def start_server(path: Path, port: int, *extra: str, wait_go: bool = False) -> subprocess.Popen:
-    """Start a writer serving ``path`` (``python -m dvsapp.core.sources.dv``); returns once it listens.
+    """Start a writer serving ``path`` (``python tests/dvnet_server.py``); returns once it listens.
 
     With ``wait_go`` it only binds after :func:`go`.
     """
-    args = [sys.executable, "-m", "dvsapp.core.sources.dv", str(path), str(port), *extra]
+    args = [sys.executable, str(SERVER), str(path), str(port), *extra]
     if wait_go:
         args.append("--go-on-stdin")
     proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stdin=subprocess.PIPE, text=True)

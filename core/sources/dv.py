@@ -1,7 +1,8 @@
 """``dv://HOST:PORT``: a live AEDAT4 event stream from DV software or a dv-processing ``NetworkWriter``.
 
 The real protocol is spoken by ``dv_processing.io.NetworkReader``, run in a child
-process (:mod:`dvsapp.core.sources.dv_reader`): garbage on the wire makes that reader abort
+process (:mod:`dvsapp.core.sources.dv_reader`, which sends what it reads back over a
+pipe in the frames of :mod:`dvsapp.core.sources.dv_wire`): garbage on the wire makes that reader abort
 its process, and it holds the GIL while connecting, so in-process it could take the
 whole app down or freeze it.  When the stream drops (server killed or restarted,
 connection cut or closed mid-packet, garbage, or no data for ``stall_s``), the
@@ -23,23 +24,18 @@ import math
 import queue
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import numpy as np
 
 from dvsapp.core.errors import SourceError
-from dvsapp.core.events import EVENT_DTYPE, Packet, SensorSize, concat, make_events
+from dvsapp.core.events import EVENT_DTYPE, Packet, SensorSize, concat
 from dvsapp.core.sources.base import Source, SourceURI
+from dvsapp.core.sources.dv_wire import EVENTS, HEADER, STOPPED, dv_store_to_events, read_frame
 
 __all__ = ["DvNetworkSource", "dv_store_to_events", "open_dv_source"]
 
 _DISCONNECTED = object()
-
-
-def dv_store_to_events(store) -> np.ndarray:
-    """Convert a ``dv_processing.EventStore`` to the event dtype (copies)."""
-    arr = store.numpy()
-    return make_events(arr["x"], arr["y"], arr["timestamp"], arr["polarity"])
 
 
 class _ReaderProcess:
@@ -54,15 +50,26 @@ class _ReaderProcess:
 
     def __init__(self, host: str, port: int, *, connect_timeout_s: float, text: str, max_batches: int = 256):
         import json
+        import os
         import subprocess
         import sys
 
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "dvsapp.core.sources.dv_reader", host, str(int(port))],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
+        read_fd, write_fd = os.pipe()
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "dvsapp.core.sources.dv_reader", host, str(int(port)), str(write_fd)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                pass_fds=(write_fd,),
+            )
+        except OSError:
+            os.close(read_fd)
+            raise
+        finally:
+            os.close(write_fd)  # the child holds its own copy; the pipe ends when the child does
+        self.frames = os.fdopen(read_fd, "rb")
+        self.stop_reason: str | None = None
         self.batches: queue.Queue = queue.Queue(max_batches)
         self.ended = False
         self._killed = False
@@ -87,25 +94,25 @@ class _ReaderProcess:
 
     def _pump(self) -> None:
         """Read the child's frames into ``batches`` (thread); ``("end", None)`` last."""
-        from dvsapp.core.sources.dv_reader import FRAME_HEAD
-
-        f = self.proc.stdout
+        f = self.frames
         try:
-            line = f.readline()
-            if not line:
+            frame = read_frame(f)
+            if frame is None or frame[0] != HEADER:
+                if frame is not None and frame[0] == STOPPED:
+                    self.stop_reason = frame[1].decode("utf-8", "replace").strip()
                 return
-            if not self._put(("head", line)):
+            if not self._put(("head", frame[1])):
                 return
             item = EVENT_DTYPE.itemsize
             while True:
-                head = f.read(FRAME_HEAD.size)
-                if len(head) < FRAME_HEAD.size:
+                frame = read_frame(f)
+                if frame is None:
                     return
-                tag, n = FRAME_HEAD.unpack(head)
-                if tag != b"E" or n % item:
+                tag, payload = frame
+                if tag == STOPPED:
+                    self.stop_reason = payload.decode("utf-8", "replace").strip()
                     return
-                payload = f.read(n)
-                if len(payload) < n:
+                if tag != EVENTS or len(payload) % item:
                     return
                 if not self._put(("events", np.frombuffer(payload, EVENT_DTYPE))):
                     return
@@ -146,7 +153,7 @@ class _ReaderProcess:
             return parts
 
     def reason(self) -> str:
-        """Why the child ended: the last line of its stderr, or its exit status."""
+        """Why the child ended: the reason it sent, else the last line of its stderr or its exit status."""
         try:
             code = self.proc.wait(timeout=2)
         except subprocess_timeout():
@@ -159,6 +166,8 @@ class _ReaderProcess:
         if code not in (0, 1, 2):
             what = lines[-1] if lines else f"exit status {code}"
             return f"the reader crashed on bad data ({what})"
+        if self.stop_reason:
+            return self.stop_reason
         return lines[-1] if lines else "the server closed the stream"
 
     def kill(self) -> None:
@@ -169,7 +178,7 @@ class _ReaderProcess:
             self.proc.wait(timeout=5)
         except subprocess_timeout():  # pragma: no cover - a killed child always exits
             pass
-        for f in (self.proc.stdout, self.proc.stderr):
+        for f in (self.frames, self.proc.stderr):
             if f is not None:
                 try:
                     f.close()
@@ -387,133 +396,3 @@ def open_dv_source(uri: SourceURI) -> DvNetworkSource:
         connect_timeout_s=uri.number("connect_timeout_s", 5.0),
         uri=uri.text,
     )
-
-
-# ------------------------------------------------------------------- serving
-_LIVE_WRITERS: list = []
-"""Writers of :func:`serve_events`, never destroyed (see its notes)."""
-
-
-def serve_events(
-    events: np.ndarray,
-    sensor_size: SensorSize,
-    port: int,
-    *,
-    host: str = "127.0.0.1",
-    speed: float = 1.0,
-    batch_us: int = 10_000,
-    loop: bool = False,
-    wait_client_s: float = 30.0,
-    camera: str = "dvsapp",
-    on_ready: Callable[[], None] | None = None,
-) -> int:
-    """Serve ``events`` as a dv-processing network event stream (blocking; tests, benchmarks, demos).
-
-    Waits for a first client, then writes the events in batches of ``batch_us``
-    paced at ``speed`` (``0`` = as fast as possible), looping if asked.
-
-    Returns
-    -------
-    int
-        Events written.
-
-    Notes
-    -----
-    Destroying a ``NetworkWriter`` while a client is connected blocks inside
-    dv-processing, so the writer is kept alive (in ``_LIVE_WRITERS``) after this
-    returns, and a serving process should end with ``os._exit``.
-    """
-    import dv_processing as dv
-
-    from dvsapp.core.sources.base import iter_packets
-
-    stream = dv.io.Stream.EventStream(0, "events", camera, (int(sensor_size[0]), int(sensor_size[1])))
-    writer = dv.io.NetworkWriter(host, int(port), stream)
-    _LIVE_WRITERS.append(writer)
-    if on_ready is not None:
-        on_ready()
-    deadline = time.monotonic() + wait_client_s
-    while writer.getClientCount() == 0:
-        if time.monotonic() > deadline:
-            raise SourceError("no client connected", path=f"dv://{host}:{port}")
-        time.sleep(0.01)
-    time.sleep(0.05)  # let the client finish its handshake
-    written = 0
-    offset = 0
-    span = int(events["t"][-1] - events["t"][0]) + batch_us if len(events) else 0
-    while True:
-        wall0 = time.monotonic()
-        t_ref = None
-        for packet in iter_packets(events, packet_us=batch_us):
-            if not len(packet.events):
-                continue
-            t = packet.events["t"]
-            if t_ref is None:
-                t_ref = int(t[0])
-            if speed > 0:
-                delay = wall0 + (packet.until_us - t_ref) / speed / 1e6 - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
-            store = dv.EventStore()
-            push = store.push_back
-            for ti, xi, yi, pi in zip(
-                (t + offset).tolist(),
-                packet.events["x"].tolist(),
-                packet.events["y"].tolist(),
-                packet.events["p"].tolist(),
-            ):
-                push(ti, xi, yi, pi)
-            writer.writeEvents(store)
-            written += len(packet.events)
-        if not loop:
-            break
-        offset += span
-    while writer.getQueuedPacketCount() > 0:
-        time.sleep(0.01)
-    return written
-
-
-def _serve_main(argv: list[str] | None = None) -> None:
-    """``python -m dvsapp.core.sources.dv FILE PORT [--speed S] [--loop] [--linger S]``."""
-    import argparse
-    import os
-    import sys
-
-    parser = argparse.ArgumentParser(
-        prog="python -m dvsapp.core.sources.dv", description=serve_events.__doc__
-    )
-    parser.add_argument("file")
-    parser.add_argument("port", type=int)
-    parser.add_argument("--speed", type=float, default=1.0)
-    parser.add_argument("--loop", action="store_true")
-    parser.add_argument(
-        "--linger", type=float, default=0.5, help="seconds to keep the connection after the end"
-    )
-    parser.add_argument(
-        "--go-on-stdin", action="store_true", help="print 'ready', bind only after a line on stdin"
-    )
-    args = parser.parse_args(argv)
-    from dvsapp.core.io import open_events
-
-    reader = open_events(args.file)
-    events = reader.read_all()
-    if args.go_on_stdin:
-        print("ready", flush=True)
-        sys.stdin.readline()
-    n = serve_events(
-        events,
-        reader.sensor_size,
-        args.port,
-        speed=args.speed,
-        loop=args.loop,
-        camera=str(reader.metadata.get("camera") or "dvsapp"),
-        on_ready=lambda: print("serving", flush=True),
-    )
-    print(f"served {n}", flush=True)
-    time.sleep(args.linger)
-    sys.stdout.flush()
-    os._exit(0)
-
-
-if __name__ == "__main__":
-    _serve_main()
