@@ -9,6 +9,7 @@ import pytest
 
 from dvsapp.core.events import SensorSize, random_events
 from dvsapp.core.labels import Segment, predict_segments
+from dvsapp.core.recipe import InputRecipe
 
 
 @dataclass
@@ -20,9 +21,7 @@ class _Pred:
 class FakeClassifier:
     """Predicts class = (window start // 1 s) % 3; confidence 0.3 in the third second."""
 
-    input_size = SensorSize(16, 16)
-    step_us = 10_000
-    steps_per_window = 5
+    recipe = InputRecipe(SensorSize(16, 16), step_us=10_000, timesteps=5)
 
     def __init__(self) -> None:
         self.calls = []
@@ -73,7 +72,7 @@ def test_with_an_untrained_tiny_model():
     clf = StreamingClassifier(SpikingTransformer(PRESETS["tiny"]))
     ev = random_events(20_000, (128, 128, 2), duration_us=400_000, seed=1)
     segs = predict_segments(ev, SensorSize(128, 128), clf)
-    assert segs and segs[0].start_us == ev["t"][0]
+    assert segs and segs[0].start_us == ev["t"][0] // clf.step_us * clf.step_us  # the live window grid
     assert all(a.end_us == b.start_us for a, b in zip(segs, segs[1:]))  # contiguous strip
     assert segs[-1].end_us <= ev["t"][-1] + 1
     assert all(0 <= s.class_id < 11 and s.duration_us % clf.window_us == 0 for s in segs)
