@@ -202,9 +202,9 @@ def _accumulate(flat: np.ndarray, bounds: np.ndarray, n_cells: int, dtype) -> np
 _PREFETCH_DEPTH = 128
 """Events between an event's cache prefetch and its increment (a power of two).
 
-Measured on the 2-core development VM (1280x720x2 float32 frames, about 200 ns
-to memory): depth 8 -> 16 -> 64 -> 128 took the counting loop from 53 to 48, 27
-and 18 ms for 6 M events; without prefetching it took 46-64 ms.
+Measured on the 2-core development VM (about 200 ns to memory) counting 6 M
+generated HD events into one 1280x720x2 float32 frame: depth 8, 16, 64, 128 took
+53, 48, 27 and 18 ms; without prefetching 46-64 ms.  Deeper (256-1024) gained nothing.
 """
 
 _PREFETCH_MIN_BYTES = 1 << 19
@@ -231,9 +231,7 @@ def _count_kernel(buf, n, bounds, out, one, width, height, two, prefetch):
     plane = width * height
     uw = np.uint64(width)
     uh = np.uint64(height)
-    depth = _PREFETCH_DEPTH
-    mask = depth - 1
-    ring = np.zeros(depth, dtype=np.int64)
+    ring = np.zeros(_PREFETCH_DEPTH, dtype=np.int64)
     fa = 0
     fb = 0
     i = 0
@@ -249,42 +247,96 @@ def _count_kernel(buf, n, bounds, out, one, width, height, two, prefetch):
             stop = min(stop, bounds[fb, 0])
         if fb <= fa:  # between or outside the slices: check only
             for j in range(i, stop):
-                o = j * 13
-                if _u16(buf, o) >= uw or _u16(buf, o + 2) >= uh:
+                if _u16(buf, j * 13) >= uw or _u16(buf, j * 13 + 2) >= uh:
                     return j
-        elif not prefetch:
-            for j in range(i, stop):
-                o = j * 13
-                x = _u16(buf, o)
-                y = _u16(buf, o + 2)
-                if x >= uw or y >= uh:
-                    return j
-                cell = np.int64(y) * width + np.int64(x)
-                if two and buf[o + 12]:
-                    cell += plane
-                for f in range(fa, fb):
-                    out[f, cell] += one
+        elif fb == fa + 1 and prefetch:
+            bad = _count_one_prefetched(buf, i, stop, out[fa:fb], one, width, uw, uh, plane, two, ring)
+            if bad >= 0:
+                return bad
         else:
-            for j in range(i, stop + depth):
-                cell = 0
-                if j < stop:
-                    o = j * 13
-                    x = _u16(buf, o)
-                    y = _u16(buf, o + 2)
-                    if x >= uw or y >= uh:
-                        return j
-                    cell = np.int64(y) * width + np.int64(x)
-                    if two and buf[o + 12]:
-                        cell += plane
-                    for f in range(fa, fb):
-                        _prefetch(out, f, cell)
-                k = j - depth
-                if k >= i:
-                    late = ring[k & mask]
-                    for f in range(fa, fb):
-                        out[f, late] += one
-                ring[j & mask] = cell
+            bad = _count_run(buf, i, stop, out[fa:fb], one, width, uw, uh, plane, two, ring, prefetch)
+            if bad >= 0:
+                return bad
         i = stop
+    return -1
+
+
+# The event decode is written out in each loop below: the same lines behind a helper
+# function (inlined by numba or by LLVM) ran 2-3x slower in the prefetching loop.
+
+
+def _count_one_prefetched(buf, i0, i1, rows, one, width, uw, uh, plane, two, ring):
+    """Events ``i0:i1`` into the one frame ``rows[0]``; each cell prefetched ``len(ring)`` events ahead."""
+    depth = ring.shape[0]
+    mask = depth - 1
+    row = rows[0]
+    fill = min(i1, i0 + depth)
+    for j in range(i0, fill):
+        o = j * 13
+        x = _u16(buf, o)
+        y = _u16(buf, o + 2)
+        if x >= uw or y >= uh:
+            return j
+        cell = np.int64(y) * width + np.int64(x)
+        if two and buf[o + 12]:
+            cell += plane
+        _prefetch(row, cell)
+        ring[j & mask] = cell
+    for j in range(fill, i1):  # steady state: prefetch event j, count event j - depth
+        o = j * 13
+        x = _u16(buf, o)
+        y = _u16(buf, o + 2)
+        if x >= uw or y >= uh:
+            return j
+        cell = np.int64(y) * width + np.int64(x)
+        if two and buf[o + 12]:
+            cell += plane
+        _prefetch(row, cell)
+        slot = j & mask
+        rows[0, ring[slot]] += one
+        ring[slot] = cell
+    for k in range(max(i0, i1 - depth), i1):
+        rows[0, ring[k & mask]] += one
+    return -1
+
+
+def _count_run(buf, i0, i1, rows, one, width, uw, uh, plane, two, ring, prefetch):
+    """Events ``i0:i1`` into every frame of ``rows`` ``[k, cells]`` (overlapping slices, or small frames)."""
+    depth = ring.shape[0]
+    mask = depth - 1
+    n_rows = rows.shape[0]
+    if not prefetch:
+        for j in range(i0, i1):
+            o = j * 13
+            x = _u16(buf, o)
+            y = _u16(buf, o + 2)
+            if x >= uw or y >= uh:
+                return j
+            cell = np.int64(y) * width + np.int64(x)
+            if two and buf[o + 12]:
+                cell += plane
+            for f in range(n_rows):
+                rows[f, cell] += one
+        return -1
+    for j in range(i0, i1 + depth):
+        cell = 0
+        if j < i1:
+            o = j * 13
+            x = _u16(buf, o)
+            y = _u16(buf, o + 2)
+            if x >= uw or y >= uh:
+                return j
+            cell = np.int64(y) * width + np.int64(x)
+            if two and buf[o + 12]:
+                cell += plane
+            for f in range(n_rows):
+                _prefetch(rows[f], cell)
+        k = j - depth
+        if k >= i0:
+            late = ring[k & mask]
+            for f in range(n_rows):
+                rows[f, late] += one
+        ring[j & mask] = cell
     return -1
 
 
@@ -300,14 +352,14 @@ try:
     from numba.extending import intrinsic
 
     @intrinsic
-    def _prefetch(typingctx, arr, row, col):
-        """``llvm.prefetch`` (write, high locality) of ``arr[row, col]``: a hint, no load."""
-        sig = numba.types.void(arr, row, col)
+    def _prefetch(typingctx, arr, index):
+        """``llvm.prefetch`` (write, high locality) of ``arr[index]`` (1-D): a hint, never a fault."""
+        sig = numba.types.void(arr, index)
 
         def codegen(context, builder, signature, args):
             ary = context.make_array(signature.args[0])(context, builder, args[0])
             ptr = cgutils.get_item_pointer(
-                context, builder, signature.args[0], ary, [args[1], args[2]], wraparound=False
+                context, builder, signature.args[0], ary, [args[1]], wraparound=False
             )
             i8p = ir.IntType(8).as_pointer()
             i32 = ir.IntType(32)
@@ -321,6 +373,8 @@ try:
         return sig, codegen
 
     _u16 = numba.njit(inline="always")(_u16)
+    _count_one_prefetched = numba.njit(nogil=True, boundscheck=False)(_count_one_prefetched)
+    _count_run = numba.njit(nogil=True, boundscheck=False)(_count_run)
     _count_kernel = numba.njit(cache=True, nogil=True, boundscheck=False)(_count_kernel)
     HAVE_NUMBA = sys.byteorder == "little"
 except ImportError:  # pragma: no cover - numba is a declared dependency
