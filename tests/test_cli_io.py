@@ -147,3 +147,46 @@ def test_console_script_prints_no_traceback(tmp_path):
         assert proc.returncode == 2, proc.stderr
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and str(bad) in lines[0] and "header claims" in lines[0], proc.stderr
+
+
+def test_info_reports_triggers_and_imu_samples(shared_data):
+    result = _run("info", shared_data / "prophesee_evt3_640x480_triggers.raw", "--json")
+    assert result.exit_code == 0, result.stderr
+    facts = json.loads(result.stdout)
+    assert (facts["format"], facts["n_events"], facts["n_on"], facts["n_off"]) == (
+        "evt3",
+        343_474,
+        125_183,
+        218_291,
+    )
+    assert (facts["n_triggers"], facts["n_triggers_rising"], facts["n_triggers_falling"]) == (
+        4_157,
+        2_079,
+        2_078,
+    )
+    assert facts["trigger_channels"] == [6]
+    table = _run("info", shared_data / "davis240c_aedat2_rotdisk.aedat")
+    rows = dict(line.split(None, 1) for line in table.stdout.splitlines() if line.strip())
+    assert rows["events"] == "374,296" and rows["imu"] == "7,384 samples" and rows["triggers"] == "0"
+    assert rows["camera"] == "DAVIS240C" and rows["sensor"] == "240x180"
+    table = _run("info", shared_data / "davis346_aestream.aedat4")
+    rows = dict(line.split(None, 1) for line in table.stdout.splitlines() if line.strip())
+    assert rows["triggers"].startswith("15 (7 rising, 8 falling")
+
+
+def test_convert_keeps_triggers_where_the_target_holds_them(shared_data, tmp_path):
+    src = shared_data / "prophesee_evt3_640x480_triggers.raw"
+    kept = _run("convert", src, tmp_path / "t.h5")
+    assert kept.exit_code == 0, kept.stderr
+    assert "4,157 triggers" in kept.stdout and kept.stderr == ""
+    assert len(open_events(tmp_path / "t.h5").read_triggers()) == 4_157
+    dropped = _run("convert", src, tmp_path / "t.npz")
+    assert dropped.exit_code == 0, dropped.stderr
+    assert dropped.stderr.strip().splitlines() == [
+        "dropped 4,157 triggers: .npz files hold none (.aedat4 and .h5 do)"
+    ]
+    merged = _run("convert", tmp_path / "t.h5", tmp_path / "t.aedat4")
+    assert merged.exit_code == 0, merged.stderr
+    assert merged.stderr.strip().splitlines() == [
+        "AEDAT 4 has one external-signal input: the triggers of channel 6 are written as it"
+    ]

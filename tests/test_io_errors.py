@@ -72,7 +72,9 @@ def _bad_inputs(tmp_path, shared=None):
     cases.append(("evt2 unknown word", raw, EventFileError, "unknown type 0xB"))
     raw_evt3 = tmp_path / "reserved3.raw"
     raw_evt3.write_bytes(b"% evt 3.0\n% end\n" + struct.pack("<HHH", 0x8001, 0x6002, 0xC000))
-    cases.append(("evt3 reserved word", raw_evt3, EventFileError, "EVT 3.0 word 2 (byte 20) has reserved type 0xC"))
+    cases.append(
+        ("evt3 reserved word", raw_evt3, EventFileError, "EVT 3.0 word 2 (byte 20) has reserved type 0xC")
+    )
     raw_odd = tmp_path / "odd3.raw"
     raw_odd.write_bytes(b"% evt 3.0\n% end\n" + struct.pack("<HH", 0x8001, 0x6002) + b"\x01")
     cases.append(("evt3 truncated", raw_odd, EventFileError, "truncated"))

@@ -62,11 +62,7 @@ def test_evt2_trigger_words(tmp_path, monkeypatch, compiled):
 
 def test_many_evt2_triggers_across_kernel_calls(tmp_path):
     n = 70_000  # more than one kernel call's trigger slots
-    words = (
-        [0x8 << 28 | 1]
-        + [_evt2_trigger(5, i % 32, i % 2) for i in range(n)]
-        + [_evt2_cd(True, 63, 1, 1)]
-    )
+    words = [0x8 << 28 | 1] + [_evt2_trigger(5, i % 32, i % 2) for i in range(n)] + [_evt2_cd(True, 63, 1, 1)]
     path = tmp_path / "many.raw"
     _evt2_file(path, words)
     r = open_events(path)

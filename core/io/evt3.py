@@ -115,7 +115,8 @@ class Evt3Decoder:
         n = len(words)
         i = 0
         while i < n:
-            ev = np.empty(min(cap, 12 * (n - i)), dtype=EVENT_DTYPE)
+            # one event per word fits most streams; a vector-rich one continues in a new buffer
+            ev = np.empty(max(12, min(cap, n - i)), dtype=EVENT_DTYPE)
             tr = np.empty(min(MAX_TRIGGERS_PER_CALL, n - i), dtype=TRIGGER_DTYPE)
             nxt, k, m, bad = kernel(
                 words, i, self.state, ev["x"], ev["y"], ev["t"], ev["p"], tr["t"], tr["channel"], tr["value"]

@@ -265,7 +265,7 @@ class Hdf5Writer:
         if self._triggers is None:
             grp = self._f.create_group("triggers")
             self._triggers = {
-                c: grp.create_dataset(c, shape=(0,), maxshape=(None,), dtype=dt, chunks=(4096,))
+                c: grp.create_dataset(c, shape=(0,), maxshape=(None,), dtype=dt, chunks=(1024,))
                 for c, dt in _TRIGGER_COLS
             }
         k = len(triggers)
