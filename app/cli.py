@@ -9,13 +9,31 @@ this entry point.
 
 from __future__ import annotations
 
-import importlib
+import signal
 import sys
+import threading
 
-import typer
 
-from dvsapp.app.commands import COMMAND_MODULES
-from dvsapp.app.commands._common import error_exit, print_error
+def _interrupted_while_starting(signum, frame) -> None:
+    print("dvsapp: interrupted", file=sys.stderr, flush=True)
+    raise SystemExit(130)
+
+
+# Ctrl-C while the command modules import (a second or more) exits quietly, not with a traceback
+# from inside an import; the usual handler comes back below, once the commands are registered
+_STARTING = (
+    threading.current_thread() is threading.main_thread()
+    and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+)
+if _STARTING:
+    signal.signal(signal.SIGINT, _interrupted_while_starting)
+
+import importlib  # noqa: E402
+
+import typer  # noqa: E402
+
+from dvsapp.app.commands import COMMAND_MODULES  # noqa: E402
+from dvsapp.app.commands._common import error_exit, print_error  # noqa: E402
 
 app = typer.Typer(
     name="dvsapp",
@@ -33,6 +51,9 @@ for _name in COMMAND_MODULES:
             raise
         continue
     _mod.register(app)
+
+if _STARTING:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def version() -> str:

@@ -1023,9 +1023,9 @@ def write_gesture_sequence(
     sensor = SensorSize(int(sensor_size[0]), int(sensor_size[1]))
     csv_path = labels_path_for(out)
     if labels and csv_path.exists() and not force:
-        raise OutputExistsError("labels file exists (use --force to overwrite)", path=csv_path)
+        raise OutputExistsError(path=csv_path)
     if out.exists() and not force:
-        raise OutputExistsError("output exists (use --force to overwrite)", path=out)
+        raise OutputExistsError(path=out)
     events, segments = make_sequence(seed, n_gestures, sensor_size=sensor, progress=progress)
     metadata: dict = {"camera": "dvsapp-synthetic", "source": f"dvsapp synthetic gestures, seed {seed}"}
     if labels and out.suffix.lower() in (".h5", ".hdf5"):

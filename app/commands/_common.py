@@ -50,7 +50,7 @@ def error_exit(exc: BaseException) -> tuple[str, int] | None:
     if isinstance(exc, ImportError) and "cannot open shared object file" in str(exc):
         library = str(exc).split(":")[0].strip()
         return (
-            f"{library}: a system library is missing (for the GUI: `bash .ci/gui-deps` names or installs them)",
+            f"{library}: a system library is missing (for the GUI: `bash .ci/gui-deps` names them)",
             2,
         )
     if isinstance(exc, KeyboardInterrupt):

@@ -98,7 +98,10 @@ class SigintCloser:
         self._window = None
         self._timer = None
         self._previous = signal.getsignal(signal.SIGINT)
-        signal.signal(signal.SIGINT, self._handle)
+        # a Ctrl-C the caller chose to ignore (nohup, a background job) stays ignored
+        self._installed = self._previous is not signal.SIG_IGN
+        if self._installed:
+            signal.signal(signal.SIGINT, self._handle)
 
     @property
     def interrupted(self) -> bool:
@@ -138,7 +141,9 @@ class SigintCloser:
         """Put the previous SIGINT handler back and stop the timer."""
         if self._timer is not None:
             self._timer.stop()
-        signal.signal(signal.SIGINT, self._previous)
+        if self._installed:
+            signal.signal(signal.SIGINT, self._previous)
+            self._installed = False
         self._window = None
 
 

@@ -41,7 +41,7 @@ from typing import Protocol
 
 import numpy as np
 
-from dvsapp.core.atomic import commit, temp_beside
+from dvsapp.core.atomic import check_writable, commit, temp_beside
 from dvsapp.core.errors import EventDataError, OutputExistsError, UnsupportedFormat
 from dvsapp.core.events import EVENT_DTYPE, TRIGGER_DTYPE, SensorSize, as_events
 from dvsapp.core.io.aedat4 import Aedat4Reader, Aedat4Writer
@@ -156,8 +156,7 @@ class EventWriter:
             raise OutputExistsError(path=path)
         if path.is_dir():
             raise OutputExistsError("is a directory", path=path)
-        if not path.parent.is_dir():
-            raise UnsupportedFormat("output folder does not exist", path=path.parent)
+        check_writable(path)  # a missing, read-only, full or blocked folder: one line, before any work
         self._force = force
         self._tmp = temp_beside(path, suffix)  # created here: an unwritable folder fails now, in one line
         meta = dict(metadata or {})
