@@ -200,7 +200,8 @@ def test_train_cli_on_a_bad_dvsgesture_root_exits_2_in_one_line(tmp_path):
 
     from dvsapp.app.cli import app
 
-    res = CliRunner().invoke(app, ["train", "--dataset", "dvsgesture", "--root", str(tmp_path), "--quiet"])
+    args = ["train", "--dataset", "dvsgesture", "--root", str(tmp_path), "--out", str(tmp_path / "run"), "--quiet"]
+    res = CliRunner().invoke(app, args)
     assert res.exit_code == 2
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and str(tmp_path) in lines[0] and "DVS128 Gesture" in lines[0]
