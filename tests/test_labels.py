@@ -9,12 +9,13 @@ import h5py
 import numpy as np
 import pytest
 
-from dvsapp.core.errors import LabelError
+from dvsapp.core.errors import LabelError, OutputError
 from dvsapp.core.events import make_events, random_events
 from dvsapp.core.gestures import GESTURE_CLASSES
 from dvsapp.core.labels import (
     CSV_HEADER,
     Segment,
+    append_run,
     atomic_write_bytes,
     check_labels_file,
     check_segments,
@@ -23,6 +24,7 @@ from dvsapp.core.labels import (
     first_overlap,
     format_labels_csv,
     labels_path_for,
+    merge_runs,
     read_labels_csv,
     read_labels_h5,
     resolve_inside,
@@ -77,6 +79,22 @@ def test_overlap_is_half_open():
     assert Segment(1, 2, 3).overlaps(a)
     assert first_overlap([Segment(0, 0, 10), Segment(0, 10, 20)]) is None
     assert first_overlap([Segment(0, 30, 40), Segment(0, 0, 100)]) == (Segment(0, 0, 100), Segment(0, 30, 40))
+
+
+def test_prediction_runs_merge_when_they_touch_and_agree():
+    windows = [(2, 0, 10), (2, 10, 20), (3, 20, 30), (3, 30, 40), (2, 40, 50), (2, 60, 70), (2, 70, 80)]
+    assert merge_runs(windows) == [
+        Segment(2, 0, 20),
+        Segment(3, 20, 40),
+        Segment(2, 40, 50),  # a gap (a window left out) keeps runs apart
+        Segment(2, 60, 80),
+    ]
+    assert merge_runs([]) == []
+    # one window at a time, as a live view does, with a tolerance for rounding
+    runs: list = []
+    for w in [(1, 0, 10), (1, 11, 20), (1, 25, 30)]:
+        append_run(runs, *w, tolerance_us=1)
+    assert runs == [(1, 0, 20), (1, 25, 30)]
 
 
 def test_segment_at_and_arrays():
@@ -173,7 +191,7 @@ def test_atomic_write_replaces_and_leaves_no_temp(tmp_path):
     atomic_write_bytes(path, b"new")
     assert path.read_bytes() == b"new"
     assert sorted(os.listdir(tmp_path)) == ["f.csv"]
-    with pytest.raises(LabelError, match="does not exist"):
+    with pytest.raises(OutputError, match=r"nope/f.csv: cannot write: the folder .*nope does not exist"):
         atomic_write_bytes(tmp_path / "nope" / "f.csv", b"x")
 
 
@@ -186,7 +204,7 @@ def test_atomic_write_failure_keeps_old_file(tmp_path, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "replace", boom)
-    with pytest.raises(LabelError, match="No space left"):
+    with pytest.raises(OutputError, match="f_labels.csv: cannot write: No space left"):
         write_labels_csv(path, [Segment(1, 1, 2)])
     assert path.read_bytes() == before
     assert sorted(os.listdir(tmp_path)) == ["f_labels.csv"]

@@ -376,3 +376,20 @@ def test_cli_folders_and_test_list(cli, tmp_path):
     empty.mkdir()
     assert cli("label", "export", empty, "--out", tmp_path / "e.h5").exit_code == 2
     assert cli("label", "validate", empty).exit_code == 2
+
+
+@needs_io
+def test_cli_export_to_an_unwritable_place_fails_first_in_one_line(cli, tmp_path):
+    rec = _write_rec(tmp_path / "user01_a.npz", _events(1))
+    write_labels_csv(labels_path_for(rec), [Segment(0, 500_000, 1_500_000)])
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("a file where the output folder should be")
+    out = blocker / "ds.h5"
+    before = sorted(p.name for p in tmp_path.iterdir())
+    res = cli("label", "export", rec, "--out", out)
+    assert res.exit_code == 2
+    err = res.stderr.strip().splitlines()
+    assert len(err) == 1 and str(out) in err[0] and "not a folder" in err[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing left behind
+    res = cli("label", "export", rec, "--out", tmp_path / "missing" / "ds.h5")
+    assert res.exit_code == 2 and "does not exist" in res.stderr and len(res.stderr.strip().splitlines()) == 1

@@ -2,8 +2,9 @@
 
 - ``label edit RECORDING``      open the labeling window (Qt)
 - ``label show FILE``           list the segments of a recording or a label CSV
-- ``label validate FILE...``    check label CSVs (syntax, overlaps, time range, classes)
-- ``label suggest RECORDING``   propose segments from event-rate activity
+- ``label validate FILE...``    check label CSVs (syntax, overlaps, time range, classes);
+  exit 1 when problems are found, 2 when a file cannot be checked
+- ``label suggest RECORDING``   segments from activity, classes from a model; a label CSV on stdout
 - ``label export REC... --out dataset.h5``  write an HDF5 training dataset
 """
 
@@ -15,8 +16,13 @@ from typing import Annotated
 
 import typer
 
-from dvsapp.app.commands._common import handle_errors
+from dvsapp.app.commands._common import ThreadsOpt, apply_threads, handle_errors
 from dvsapp.core import labels as core_labels
+from dvsapp.core.atomic import check_writable
+from dvsapp.core.errors import OutputExistsError
+
+PROBLEMS_FOUND = 1
+"""``label validate``'s exit status when labels were checked and have problems (bad input: 2)."""
 
 label_app = typer.Typer(
     help="Label recordings: edit segments, check label CSVs, export HDF5 datasets.",
@@ -66,7 +72,13 @@ def show(
         )
 
 
-@label_app.command("validate")
+VALIDATE_EXIT = """Exit status: 0 when every file is fine; 1 when the labels were checked and
+problems were found (one line per problem on stderr, naming the file and line);
+2 when a file could not be checked at all (missing, unreadable, not a label file
+or a recording with labels)."""
+
+
+@label_app.command("validate", epilog=VALIDATE_EXIT)
 @handle_errors
 def validate(
     paths: Annotated[
@@ -79,7 +91,7 @@ def validate(
         bool, typer.Option("--no-range", help="Do not read the recording to check the time range.")
     ] = False,
 ) -> None:
-    """Check label files; print one line per problem; exit 1 when any file has problems."""
+    """Check label files; print one line per problem; exit 1 when problems are found, 2 on unreadable input."""
     results = core_labels.validate_paths(paths, allow_overlap=allow_overlap, check_range=not no_range)
     for path, problems in results:
         if problems:
@@ -90,36 +102,75 @@ def validate(
     n_bad = sum(1 for _, problems in results if problems)
     if n_bad:
         print(f"dvsapp: {n_bad} of {len(results)} file(s) have problems", file=sys.stderr)
-        raise typer.Exit(1)
+        raise typer.Exit(PROBLEMS_FOUND)
 
 
 @label_app.command("suggest")
 @handle_errors
 def suggest(
-    recording: Annotated[Path, typer.Argument(help="Recording to scan for motion.")],
-    bin_ms: Annotated[float, typer.Option(help="Event-rate bin (ms).")] = 50.0,
+    recording: Annotated[Path, typer.Argument(help="Recording to scan for gestures.")],
+    model: Annotated[
+        Path | None,
+        typer.Option(
+            "--model", help="Checkpoint that names each segment's class (default: the bundled model)."
+        ),
+    ] = None,
+    no_model: Annotated[
+        bool,
+        typer.Option(
+            "--no-model", help="Activity only: every segment gets class 11 ('other'), to set by hand."
+        ),
+    ] = False,
+    bin_ms: Annotated[float, typer.Option(help="Event-rate bin (ms).")] = 20.0,
     threshold: Annotated[
-        float, typer.Option(help="Activity threshold between quiet (0) and peak (1).")
-    ] = 0.25,
+        float, typer.Option(help="Activity level between quiet (0) and busy (1), on a log scale.")
+    ] = 0.3,
+    min_gap_ms: Annotated[
+        float, typer.Option(help="Shorter quiet spells do not split a gesture (ms).")
+    ] = 250.0,
     min_duration_ms: Annotated[float, typer.Option(help="Shortest suggestion (ms).")] = 500.0,
     write: Annotated[
-        bool, typer.Option("--write", help="Write the suggestions as <stem>_labels.csv (class 11, 'other').")
+        bool,
+        typer.Option("--write", help="Also write the suggestions as <stem>_labels.csv beside RECORDING."),
     ] = False,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing label CSV.")] = False,
+    threads: ThreadsOpt = None,
 ) -> None:
-    """Propose segments where the event rate shows motion (print them, or write a CSV to edit)."""
+    """Find the gestures of RECORDING by its activity and name them with a model; print a DVS Gesture label CSV.
+
+    The CSV (with its header) goes to stdout, so `dvsapp label suggest REC > REC_labels.csv`
+    makes a file that `label validate` and `label edit` read.
+    """
+    if model is not None and no_model:
+        raise typer.BadParameter("give --model or --no-model, not both")
+    if write:  # an output that cannot be written fails before the model loads
+        target = core_labels.labels_path_for(recording)
+        if target.exists() and not force:
+            raise OutputExistsError("exists; pass --force to overwrite", path=target)
+        check_writable(target)
+    classifier = None
+    if not no_model:
+        from dvsapp.core.classify import load_classifier
+        from dvsapp.core.io import open_events
+
+        open_events(recording)  # a bad recording fails in one line before the model loads
+        apply_threads(threads)
+        classifier = load_classifier(model)
     out = core_labels.suggest_for_recording(
         recording,
         bin_us=round(bin_ms * 1000),
         threshold=threshold,
+        min_gap_us=round(min_gap_ms * 1000),
         min_duration_us=round(min_duration_ms * 1000),
+        classifier=classifier,
         write=write,
         force=force,
     )
-    for seg in out.segments:
-        typer.echo(f"{seg.class_id + 1},{seg.start_us},{seg.end_us}")
+    typer.echo(core_labels.format_labels_csv(out.segments).decode("ascii"), nl=False)
+    named = f"classes from {classifier.metadata.get('path', 'the model')}" if out.classified else "class 11"
+    print(f"dvsapp: {len(out.segments)} segment(s), {named}", file=sys.stderr)
     if out.written is not None:
-        typer.echo(f"wrote {len(out.segments)} segment(s) to {out.written}")
+        print(f"dvsapp: wrote {out.written}", file=sys.stderr)
 
 
 @label_app.command("export")

@@ -9,14 +9,16 @@ module              job
 ``recording``       a recording read for labeling, its time range and event rate
 ``validate``        checking label files, finding label files and labelled recordings
 ``document``        :class:`LabelDocument`: the editor's model (undo/redo, autosave, recovery)
-``suggest``         suggested segments from a recording's activity
-``predict``         a classifier run over a recording -> predicted segments
+``suggest``         suggested segments from a recording's activity, classified by a model
+``predict``         a classifier run over a recording (the one place labels run a model)
 ``export``          labelled recordings -> one HDF5 dataset, and reading it back
 ==================  ================================================================
 
 Import the public names from here (``from dvsapp.core.labels import Segment``).
-The package imports nothing above it: :mod:`dvsapp.core.io` for reading
-recordings, events, errors, gestures, atomic writes, binning and filters.
+The package imports nothing above it (``tests/test_layering.py``): events, errors,
+gestures and atomic writes, :mod:`dvsapp.core.io` to read recordings, and
+:mod:`dvsapp.core.recipe` to make a classifier's input.  It never loads a model:
+a classifier is handed in.
 """
 
 from dvsapp.core.labels.document import DocState, Edit, LabelDocument, Recovery
@@ -53,7 +55,7 @@ from dvsapp.core.labels.files import (
     write_labels_csv,
     write_labels_h5,
 )
-from dvsapp.core.labels.predict import predict_segments
+from dvsapp.core.labels.predict import classify_windows, predict_segments
 from dvsapp.core.labels.recording import Recording, event_rate, load_recording, scan_time_range
 from dvsapp.core.labels.segments import (
     LabelProblem,
@@ -67,7 +69,12 @@ from dvsapp.core.labels.segments import (
     segments_to_array,
     sort_segments,
 )
-from dvsapp.core.labels.suggest import Suggestions, suggest_for_recording, suggest_segments
+from dvsapp.core.labels.suggest import (
+    Suggestions,
+    classify_segments,
+    suggest_for_recording,
+    suggest_segments,
+)
 from dvsapp.core.labels.validate import (
     RECORDING_SUFFIXES,
     LabelSet,
@@ -104,6 +111,8 @@ __all__ = [
     "atomic_write_bytes",
     "check_labels_file",
     "check_segments",
+    "classify_segments",
+    "classify_windows",
     "dataset_class_names",
     "detect_newline",
     "event_rate",

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dvsapp.core.atomic import atomic_path
+from dvsapp.core.atomic import atomic_path, check_writable
 from dvsapp.core.errors import LabelError, OutputExistsError
 from dvsapp.core.events import SensorSize, empty_events, time_slice
 from dvsapp.core.gestures import GESTURE_CLASSES
@@ -137,6 +137,14 @@ def export_dataset(
     class_names : the class list (default: the first recording's project classes, else DVS Gesture's).
     force : overwrite ``out``.
     loader : reads a recording (default :func:`load_recording`).
+
+    Raises
+    ------
+    OutputExistsError, OutputError
+        ``out`` exists (without ``force``), or cannot be written: checked before any
+        recording is read.
+    LabelError
+        A recording is missing or has no labels.
     """
     import h5py
 
@@ -147,8 +155,7 @@ def export_dataset(
         raise LabelError("no recordings to export")
     if out.exists() and not force:
         raise OutputExistsError("exists; pass --force to overwrite", path=out)
-    if not out.parent.is_dir():
-        raise LabelError("output folder does not exist", path=out.parent)
+    check_writable(out)  # a missing, read-only or full folder fails now, not after the reading
     paths = [Path(r) for r in recordings]
     for p in paths:
         if p.resolve() == out.resolve():

@@ -45,8 +45,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dvsapp.core.atomic import atomic_path, target_mode
-from dvsapp.core.errors import DvsAppError, LabelError
+from dvsapp.core.atomic import atomic_path, output_error, target_mode
+from dvsapp.core.errors import DvsAppError, LabelError, OutputError
 from dvsapp.core.gestures import GESTURE_CLASSES
 from dvsapp.core.labels.segments import (
     INT64_MAX,
@@ -166,17 +166,18 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically (:func:`dvsapp.core.atomic.atomic_path`), keeping its mode.
 
     A reader (or a crash at any instant) sees either the old file or the new one,
-    never a partial file.
+    never a partial file.  A folder that is missing, read-only or full raises
+    :class:`~dvsapp.core.errors.OutputError` naming ``path``, and the old file stays.
     """
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
-        raise LabelError("folder does not exist", path=folder)
+        raise OutputError(f"cannot write: the folder {folder} does not exist", path=path)
     try:
         with atomic_path(path, mode=target_mode(path)) as tmp:
             tmp.write_bytes(data)
     except OSError as exc:
-        raise LabelError(f"cannot write: {exc.strerror or exc}", path=path) from None
+        raise output_error(exc, path) from None
     return path
 
 
@@ -221,13 +222,28 @@ def detect_newline(path: PathLike) -> str:
 
 
 def is_labels_csv(path: PathLike) -> bool:
-    """True when ``path`` is a file whose first line is the DVS Gesture label header."""
+    """True when ``path`` is meant as a DVS Gesture label file, well formed or not.
+
+    That is a file whose first line is the label header, or a ``.csv`` file named
+    ``*_labels.csv`` or whose first non-blank line has three comma-separated fields
+    (an event CSV has four: ``t,x,y,p``).  Such a file is read as labels, so what is
+    wrong with it is told in label terms (file and line), never as a bad event file.
+    """
+    path = Path(path)
     try:
         with open(path, "rb") as fh:
-            head = fh.read(len(CSV_HEADER) + 8)
+            head = fh.read(4096)
     except OSError:
         return False
-    return head.lstrip(b"\xef\xbb\xbf").split(b"\n")[0].strip().replace(b" ", b"") == CSV_HEADER.encode()
+    lines = [ln.strip() for ln in head.lstrip(b"\xef\xbb\xbf").splitlines()]
+    if lines and lines[0].replace(b" ", b"") == CSV_HEADER.encode():
+        return True
+    if path.suffix.lower() != ".csv":
+        return False
+    if path.stem.endswith("_labels"):
+        return True
+    first = next((ln for ln in lines if ln), b"")
+    return len(first.split(b",")) == 3
 
 
 def read_name_list(path: PathLike) -> list[str]:
