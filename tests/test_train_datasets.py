@@ -200,7 +200,16 @@ def test_train_cli_on_a_bad_dvsgesture_root_exits_2_in_one_line(tmp_path):
 
     from dvsapp.app.cli import app
 
-    args = ["train", "--dataset", "dvsgesture", "--root", str(tmp_path), "--out", str(tmp_path / "run"), "--quiet"]
+    args = [
+        "train",
+        "--dataset",
+        "dvsgesture",
+        "--root",
+        str(tmp_path),
+        "--out",
+        str(tmp_path / "run"),
+        "--quiet",
+    ]
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 2
     lines = res.stderr.strip().splitlines()
