@@ -106,6 +106,10 @@ def _bad_inputs(tmp_path, shared=None):
     bad_csv.write_text("t,x,y,p\n10,1,1,1\n20,one,1,0\n")
     cases.append(("bad csv field", bad_csv, EventFileError, "line"))
 
+    huge = tmp_path / "huge_x.csv"  # 99999 does not fit int16: named as written, not wrapped to -31073
+    huge.write_text("t,x,y,p\n10,1,1,1\n20,99999,1,0\n")
+    cases.append(("csv x beyond int16", huge, EventFileError, "line 3: x=99999 is outside"))
+
     import h5py
 
     h = tmp_path / "other.h5"

@@ -45,6 +45,8 @@ _SPLIT = re.compile(r"[,;\s]+")
 MAX_LINE_BYTES = 1 << 20
 """A longer line means the file is not an event list."""
 _TO_SPACE = bytes.maketrans(b",;\t\r", b"    ")
+COORD_MAX = int(np.iinfo(np.int16).max)
+"""The largest x or y an event holds (``EVENT_DTYPE`` stores them as int16)."""
 
 
 class CsvReader(EventReader):
@@ -86,8 +88,8 @@ class CsvReader(EventReader):
 
     def _parse(self, lines: list[bytes], first_line: int) -> np.ndarray:
         table = self._parse_fast(lines)
-        if table is None:
-            table = self._parse_loadtxt(lines, first_line)
+        if table is None:  # comments or blank lines may sit between the rows: line numbers are near
+            return self._to_events(self._parse_loadtxt(lines, first_line), first_line, exact_lines=False)
         return self._to_events(table, first_line)
 
     def _parse_fast(self, lines: list[bytes], n_lines: int | None = None) -> np.ndarray | None:
@@ -147,7 +149,7 @@ class CsvReader(EventReader):
             ) from None
         return table
 
-    def _to_events(self, table: np.ndarray, first_line: int) -> np.ndarray:
+    def _to_events(self, table: np.ndarray, first_line: int, *, exact_lines: bool = True) -> np.ndarray:
         if table.size == 0:
             return np.empty(0, dtype=EVENT_DTYPE)
         if table.shape[1] != 4:
@@ -156,6 +158,17 @@ class CsvReader(EventReader):
             )
         ev = np.empty(len(table), dtype=EVENT_DTYPE)
         cols = {name: table[:, i] for i, name in enumerate(self._order)}
+        for name in ("x", "y"):  # checked before the int16 cast, which would wrap 99999 to -31073
+            bad = np.flatnonzero((cols[name] < 0) | (cols[name] > COORD_MAX))
+            if len(bad):
+                row = int(bad[0])
+                value = cols[name][row]
+                text = f"{int(value)}" if float(value).is_integer() else f"{value:g}"
+                where = f"line {first_line + row}" if exact_lines else f"near line {first_line + row}"
+                raise EventFileError(
+                    f"{where}: {name}={text} is outside the event coordinate range 0..{COORD_MAX}",
+                    path=self.path,
+                )
         ev["t"] = np.rint(cols["t"] * 1e6) if self._seconds else cols["t"]
         ev["x"] = cols["x"]
         ev["y"] = cols["y"]
