@@ -191,3 +191,12 @@ def test_an_existing_output_is_refused_in_one_wording(tmp_path, command):
     line = _one_line_error(_cli(args), str(target))
     assert line == f"dvsapp: error: {target}: {OUTPUT_EXISTS}" and "--force" in line
     assert target.read_text() == "keep me"
+
+
+@pytest.mark.parametrize("command", [["classify", "--source"], ["record", "OUT", "--source"]])
+def test_an_unknown_source_scheme_is_named_with_the_known_ones(tmp_path, command):
+    args = [str(tmp_path / "r.h5") if a == "OUT" else a for a in command]
+    line = _one_line_error(_cli([*args, "bogus://x"]), "bogus://x", "unknown source scheme 'bogus'")
+    for scheme in ("file", "dv", "inivation", "webcam", "synthetic"):
+        assert scheme in line, line
+    assert list(tmp_path.iterdir()) == []

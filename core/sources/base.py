@@ -105,7 +105,8 @@ def parse_uri(text: str) -> SourceURI:
     Raises
     ------
     SourceError
-        Empty text, or ``dv://`` without ``HOST:PORT``.
+        Empty text, ``dv://`` without ``HOST:PORT``, or ``NAME://...`` with a scheme
+        that is none of the known ones (listed in the message).
     """
     raw = str(text).strip()
     if not raw:
@@ -136,6 +137,10 @@ def parse_uri(text: str) -> SourceURI:
         if lower == scheme or lower.startswith(scheme + ":") or lower.startswith(scheme + "?"):
             rest, params = split_query(raw[len(scheme) :])
             return SourceURI(scheme, rest.lstrip(":"), params, raw)
+    scheme, sep, _ = raw.partition("://")
+    if sep and scheme and scheme.replace("+", "").replace("-", "").replace(".", "").isalnum():
+        known = ", ".join(("file", "dv", *_NAMED_SCHEMES))
+        raise SourceError(f"unknown source scheme {scheme!r}; known: {known} (or a file path)", path=raw)
     return SourceURI("file", raw, {}, raw)
 
 
