@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import json
 import math
 import time
@@ -293,6 +294,7 @@ def _frames(
 ) -> list[FrameRecording]:
     """Binned recordings of one split, from the cache when there is one (rank 0 builds it)."""
     key = f"{cfg.dataset}-{split}-{n_seeds}-{cfg.n_gestures}-{pre.input_size[0]}x{pre.input_size[1]}-{pre.step_us}us"
+    key += "-" + hashlib.sha1(pre.to_json().encode()).hexdigest()[:10]  # clip, filters, spatial rule
     if split == "train":
         key += f"-stretch{cfg.time_stretch[0]:g}-{cfg.time_stretch[1]:g}-seed{cfg.seed}"
     opts = dict(
@@ -357,13 +359,16 @@ def _train(cfg, info: DistInfo, emit, command, data, torch, load_checkpoint, sav
 
     # ---- model (fresh or resumed)
     if cfg.resume:
+        from dvsapp.core.recipe import recipe_from_metadata
+
         model, meta = load_checkpoint(cfg.resume, map_location="cpu")
         resumed = meta.get("training", {}) if isinstance(meta, dict) else {}
         best_score = float(resumed.get("metrics", {}).get("best_score", -math.inf))
+        pre = recipe_from_metadata(meta, config=model.config, path=cfg.resume)  # train on as it was trained
     else:
         model = build_model(cfg)
+        pre = preprocess_for(model.config)
     mcfg = model.config
-    pre = preprocess_for(mcfg)
     T, L, W = mcfg.timesteps, cfg.windows_per_clip, cfg.burn_in_windows
     class_names = tuple(mcfg.class_names)
 
