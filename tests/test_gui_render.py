@@ -104,3 +104,100 @@ def test_heatmap_and_token_grid():
     assert token_grid_shape(64) == (8, 8)
     assert token_grid_shape(48, 4 / 3) == (6, 8)
     assert token_grid_shape(0) == (0, 0)
+
+
+# --------------------------------------------------------------------------- colour scale, video frames
+def test_colour_ramp_runs_from_hot_at_the_top_to_cold():
+    from dvsapp.app.gui.render import colour_ramp_rgb
+
+    ramp = colour_ramp_rgb(64)
+    assert ramp.shape == (64, 1, 3) and ramp.dtype == np.uint8
+    brightness = ramp[:, 0].astype(int).sum(axis=1)
+    assert brightness[0] == brightness.max() and brightness[-1] == brightness.min()
+    assert np.all(np.diff(brightness) <= 0)
+    np.testing.assert_array_equal(ramp[0, 0], heatmap_rgb(np.ones((1, 1)))[0, 0])
+
+
+def _text_columns(panel, y0, y1, x0=0, x1=None):
+    """Columns of ``panel[y0:y1, x0:x1]`` holding bright (text) pixels."""
+    band = panel[y0:y1, x0:x1].max(axis=2)
+    return np.flatnonzero((band > 120).any(axis=0)) + x0
+
+
+def _grey_text(rgb):
+    """Pixels of the grey (200, 200, 200) label text, anti-aliased edges included; not the blue bars."""
+    rgb = rgb.astype(int)
+    return (rgb.max(axis=2) > 50) & (rgb.max(axis=2) - rgb.min(axis=2) < 20)
+
+
+@pytest.mark.parametrize("size_wh", [(1280, 720), (640, 360)])
+def test_video_probability_panel_shows_every_class_name_whole(size_wh):
+    from dvsapp.app.gui.render import (
+        FrameComposer,
+        class_label,
+        draw_probabilities,
+        probability_rows,
+        text_width,
+    )
+    from dvsapp.core.gestures import GESTURE_CLASSES
+
+    names = list(GESTURE_CLASSES)
+    box = FrameComposer(size_wh, names).layout()["probabilities"]
+    w, h = box[2], box[3]
+    panel = draw_probabilities(np.full(len(names), 0.05), names, 0, w, h)
+    top, row_h = probability_rows(h, len(names))
+    assert top + len(names) * row_h <= h  # every row inside the panel
+
+    def drawn_width(i: int) -> int:
+        cols = np.flatnonzero(_grey_text(panel[top + i * row_h : top + (i + 1) * row_h - 2]).any(axis=0))
+        return int(cols.max() - cols.min())
+
+    long_i = names.index("right_arm_counter_clockwise")  # 27 characters: cut to 22 before
+    short_i = names.index("right_arm_clockwise")
+    expected = text_width(class_label(names, long_i), 1.0) / text_width(class_label(names, short_i), 1.0)
+    assert drawn_width(long_i) / drawn_width(short_i) == pytest.approx(expected, rel=0.08)
+    bar_x0 = int(
+        np.flatnonzero((panel[top + row_h : top + 2 * row_h - 3] == (90, 110, 140)).all(axis=2).any(axis=0))[
+            0
+        ]
+    )
+    for i in range(1, len(names)):  # every label ends before the bars begin
+        band = _grey_text(panel[top + i * row_h : top + (i + 1) * row_h - 2])
+        assert np.flatnonzero(band.any(axis=0)).max() < bar_x0, names[i]
+
+
+def test_video_title_is_not_covered_by_the_model_input_box():
+    from dvsapp.app.gui.render import TITLE_H, FrameComposer, draw_rect_outline
+    from dvsapp.core.gestures import GESTURE_CLASSES
+
+    composer = FrameComposer((1280, 720), GESTURE_CLASSES)
+    events = np.full((128, 128, 3), BACKGROUND_RGB, np.uint8)
+    draw_rect_outline(events, (0, 0, 128, 128), colour=(0, 255, 120), thickness=2)  # the whole sensor
+    frame = composer.compose(
+        events,
+        rows={"prediction": []},
+        t_range_us=(0, 1_000_000),
+        cursor_us=0,
+        title="user01_natural.aedat4  128x128",
+    )
+    x, y, w, h = composer.layout()["title"]
+    strip = frame[y : y + h, x : x + w].astype(int)
+    green = (strip[..., 1] > 200) & (strip[..., 0] < 60) & (strip[..., 2] < 160)
+    assert not green.any(), "the model-input outline is drawn over the title"
+    assert (strip.max(axis=2) > 150).sum() > 50  # the title itself is there
+    ex, ey, ew, eh = composer.layout()["events"]
+    assert ey >= y + TITLE_H and (frame[ey : ey + eh, ex : ex + ew, 1] > 200).any()  # the box, below it
+
+
+def test_video_timeline_has_a_legend_of_the_classes_it_shows():
+    from dvsapp.app.gui.render import class_colour, draw_timeline
+
+    names = ["alpha", "beta", "gamma"]
+    rows = {"prediction": [(0, 0, 500_000), (2, 500_000, 1_000_000)], "truth": [(2, 0, 1_000_000)]}
+    with_legend = draw_timeline(rows, 0, 1_000_000, 100_000, 600, 90, names)
+    without = draw_timeline(rows, 0, 1_000_000, 100_000, 600, 90)
+    bottom = with_legend[-16:]
+    for cid in (0, 2):  # a swatch of each shown class in the legend strip
+        assert (bottom == np.array(class_colour(cid), np.uint8)).all(axis=2).sum() > 20, cid
+    assert not (bottom == np.array(class_colour(1), np.uint8)).all(axis=2).any()  # beta is not shown
+    assert not (without[-16:] == np.array(class_colour(0), np.uint8)).all(axis=2).any()

@@ -71,3 +71,72 @@ def test_timeline_seek_segments_and_cursor(qtbot):
     assert tl.cursor_us == blocker.args[0]
     tl.clear_segments()
     assert tl.segments("truth") == []
+
+
+def test_timeline_legend_names_the_classes_its_strips_show(qtbot):
+    from dvsapp.app.gui.render import class_colour
+
+    tl = Timeline()
+    qtbot.addWidget(tl)
+    tl.show()
+    qtbot.waitExposed(tl)
+    names = ["hand_clapping", "right_hand_wave", "left_hand_wave", "air_drums"]
+    tl.set_segments("prediction", [], names)
+    assert not tl.legend.isVisible()  # nothing drawn yet: no legend
+    tl.set_segments("prediction", [(0, 0, 1_000_000), (3, 1_000_000, 2_000_000)], names)
+    tl.set_segments("truth", [(2, 0, 2_000_000)], names)
+    assert tl.legend.isVisible() and tl.legend_classes() == [0, 2, 3]
+    text = tl.legend.text()
+    for cid in (0, 2, 3):
+        r, g, b = class_colour(cid)
+        assert names[cid].replace("_", " ") in text and f"rgb({r},{g},{b})" in text
+    assert "right hand wave" not in text  # class 1 is in no strip
+    tl.clear_segments()
+    assert not tl.legend.isVisible()
+
+
+def _taps(q_peak: float, k_peak: float, steps: int = 4, heads: int = 2, tokens: int = 16):
+    rng = np.random.default_rng(0)
+    taps = {}
+    for name, peak in (("q", q_peak), ("k", k_peak), ("v", 0.1), ("out", 0.05)):
+        arr = (rng.random((steps, heads, tokens)) < peak).astype(np.float32)
+        arr[:, :, 0] = 1.0 if name == "q" else arr[:, :, 0]
+        taps[name] = arr
+    return {0: taps}
+
+
+def test_attention_maps_share_one_colour_scale_shown_beside_them(qtbot):
+    from dvsapp.app.gui.views import AttentionView
+
+    view = AttentionView()
+    qtbot.addWidget(view)
+    view.resize(700, 500)
+    view.show()
+    qtbot.waitExposed(view)
+    view.set_model_info("sdsa", (4, 4))
+    view.update_taps(_taps(q_peak=0.6, k_peak=0.1), None, 100_000)
+    q_top = float(_taps(0.6, 0.1)[0]["q"].mean(axis=(0, 1)).max())
+    assert view.scale_vmax == pytest.approx(q_top)  # the bar spans 0 .. the hottest token of any map
+    (_, _), (lo, hi) = view._scale_plot.viewRange()
+    assert lo == pytest.approx(0) and hi == pytest.approx(q_top)
+    assert view._scale_plot.isVisible() and view._scale_plot.getAxis("right").isVisible()
+    # one scale: a map that fires less is drawn darker (each map to its own maximum made both hot)
+    q_bright = view.last_maps["q"].astype(int).sum(axis=2).max()
+    k_bright = view.last_maps["k"].astype(int).sum(axis=2).max()
+    assert k_bright < 0.8 * q_bright
+
+
+def test_firing_rate_legend_is_outside_the_plot(qtbot):
+    from dvsapp.app.gui.views import TAP_NAMES, AttentionView
+
+    view = AttentionView()
+    qtbot.addWidget(view)
+    view.show()
+    qtbot.waitExposed(view)
+    for k in range(5):
+        view.update_taps(_taps(0.5, 0.3), None, 100_000 * (k + 1))
+    plot = view._rate_plot
+    assert plot.legend is None  # no legend box over the curves
+    title = plot.titleLabel.text
+    assert all(name in title for name in TAP_NAMES)
+    assert all(len(curve.getData()[0]) == 5 for curve in view._rate_curves.values())

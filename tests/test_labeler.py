@@ -378,3 +378,93 @@ def test_open_another_recording_and_a_broken_one(qtbot, recording, tmp_path, mon
     assert window.doc.segments == (Segment(9, 100_000, 900_000),)
     assert window.event_view.sensor_size == SensorSize(32, 32)
     assert window.timeline.region_count() == 1
+
+
+# --------------------------------------------------------------------------- new-user fixes (issue 15)
+def _quiet_then_busy(tmp_path) -> Recording:
+    """A second of sparse noise, then a burst of motion: what a DVS recording usually starts like."""
+    import numpy as np
+
+    from dvsapp.core.events import concat
+
+    quiet = random_events(40, (64, 64, 2), duration_us=1_000_000, t0_us=0, seed=4)
+    busy = random_events(40_000, (64, 64, 2), duration_us=2_000_000, t0_us=1_000_000, seed=5)
+    events = concat([quiet, busy])
+    assert np.all(np.diff(events["t"]) >= 0)
+    return Recording(tmp_path / "user07_quiet_start.aedat4", events, SensorSize(64, 64))
+
+
+def _lit(window) -> int:
+    return int((window.event_view.render_rgb().max(axis=2) > 60).sum())
+
+
+def test_the_event_view_shows_events_as_soon_as_a_recording_opens(qtbot, tmp_path):
+    window = _open(qtbot, _quiet_then_busy(tmp_path))
+    assert not window.play_button.isChecked()
+    assert 1_000_000 <= window.cursor_us <= 1_100_000  # at the first activity, not the quiet start
+    assert window.event_view.time_us == window.cursor_us
+    assert _lit(window) > 100, "the view is black until Play"
+    window.seek(window.recording.time_range_us[0])  # the quiet start itself stays reachable
+    assert window.cursor_us == window.recording.time_range_us[0]
+
+
+def test_the_bundled_recording_opens_on_visible_events(qtbot):
+    from conftest import RECORDINGS
+
+    path = RECORDINGS / "gestures.aedat4"
+    if not path.is_file():
+        pytest.skip("needs the bundled recording")
+    window = LabelerWindow(path, ask_on_close=False, recover=False)
+    qtbot.addWidget(window)
+    window.show()
+    qtbot.waitExposed(window)
+    assert _lit(window) > 200
+
+
+def test_clicking_inside_a_segment_selects_it_and_moves_the_playhead(qtbot, recording):
+    window = _open(qtbot, recording)
+    window.doc.add(3, 2_000_000, 4_000_000)
+    window.seek(recording.time_range_us[0])
+    _click(window, 3_200_000)
+    assert window.selected == 0
+    assert _near(window.cursor_us, 3_200_000), window.cursor_us
+    assert _near(window.timeline.cursor_us, 3_200_000)
+    assert f"{window.rel_s(window.cursor_us):.3f} s" in window.time_label.text()
+    _click(window, 6_000_000)  # and outside any segment, as before
+    assert window.selected == 0 and _near(window.cursor_us, 6_000_000)
+
+
+@pytest.mark.parametrize("point_size", [None, 14])
+def test_at_1600x1000_the_segment_table_and_class_list_are_not_clipped(qtbot, recording, point_size):
+    from dvsapp.core.gestures import GESTURE_CLASSES
+
+    app = QtWidgets.QApplication.instance()
+    font = app.font()
+    if point_size is not None:  # a desktop with larger fonts than the test platform's
+        bigger = QtGui.QFont(font)
+        bigger.setPointSize(point_size)
+        app.setFont(bigger)
+    try:
+        window = _open(qtbot, recording)
+        longest = max(range(len(GESTURE_CLASSES)), key=lambda i: len(GESTURE_CLASSES[i]))
+        for k in range(11):  # eleven segments, the longest class name among them
+            window.doc.add(longest if k == 3 else k, 200_000 + k * 800_000, 800_000 + k * 800_000)
+        window.resize(1600, 1000)
+        qtbot.waitUntil(lambda: window.width() == 1600)
+        QtWidgets.QApplication.processEvents()
+        table = window.segment_table
+        header = table.horizontalHeader()
+        assert header.length() <= table.viewport().width(), (header.length(), table.viewport().width())
+        assert not table.horizontalScrollBar().isVisible()
+        for col in range(4):  # every column at least as wide as its header and its cells
+            need = max(header.sectionSizeHint(col), table.sizeHintForColumn(col))
+            assert header.sectionSize(col) >= need, (col, header.sectionSize(col), need)
+        classes = window.class_list
+        last = classes.visualItemRect(classes.item(classes.count() - 1))
+        assert classes.count() == len(GESTURE_CLASSES)
+        assert last.bottom() <= classes.viewport().height(), "the class list is cut off"
+        widest = max(classes.sizeHintForColumn(0), 0)
+        assert widest <= classes.viewport().width()
+        assert window.event_view.width() > 700  # the events keep most of the window
+    finally:
+        app.setFont(font)

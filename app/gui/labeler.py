@@ -6,7 +6,7 @@ event rate, the segments as coloured regions and the time cursor.
 
 Mouse on the timeline:
 
-- left click: move the cursor; drag the red cursor line to scrub
+- left click: move the cursor (inside a segment: also select it); drag the red cursor line to scrub
 - left drag on empty space: create a segment of the current class
 - drag inside a segment: move it; drag one of its edges: resize it
 - wheel: zoom time; right / middle drag: pan or zoom (pyqtgraph)
@@ -54,6 +54,24 @@ RATE_BINS = 2000
 EDGE_GRAB_PX = 4
 """A press this close (screen pixels) to a segment edge drags the edge (resize)."""
 
+OPEN_ACTIVITY = 0.25
+"""On open the playhead goes where the event rate first reaches this share of its peak ..."""
+OPEN_AFTER_TAUS = 3
+"""... and this many decay time constants later, so the view holds that motion."""
+
+
+def first_activity_us(edges_us: np.ndarray, rate_hz: np.ndarray, default_us: int) -> int:
+    """End of the first rate bin at :data:`OPEN_ACTIVITY` of the peak (``default_us`` when all is quiet).
+
+    A recording usually starts quiet (a DVS sees no change): a view of its first
+    instant is black, so the labeler opens where something moves.
+    """
+    rate_hz = np.asarray(rate_hz, dtype=np.float64)
+    if len(rate_hz) == 0 or not rate_hz.max() > 0:
+        return int(default_us)
+    k = int(np.argmax(rate_hz >= OPEN_ACTIVITY * rate_hz.max()))
+    return int(edges_us[k + 1])
+
 
 # --------------------------------------------------------------------------- timeline
 
@@ -86,9 +104,10 @@ class _TimelineViewBox(pg.ViewBox):
 
 
 class _SegmentRegion(pg.LinearRegionItem):
-    """One segment on the timeline; left click selects it."""
+    """One segment on the timeline; left click selects it and moves the playhead there."""
 
     sigSelected = QtCore.Signal(object)
+    sigClickedAt = QtCore.Signal(float)  # axis seconds of a left click inside the segment
 
     def __init__(self, index: int) -> None:
         super().__init__(values=(0, 1), orientation="vertical", swapMode="block")
@@ -109,6 +128,9 @@ class _SegmentRegion(pg.LinearRegionItem):
         if ev.button() == QtCore.Qt.MouseButton.LeftButton and not self.moving:
             ev.accept()
             self.sigSelected.emit(self)
+            vb = self.getViewBox()
+            if vb is not None:
+                self.sigClickedAt.emit(float(vb.mapSceneToView(ev.scenePos()).x()))
         else:
             super().mouseClickEvent(ev)
 
@@ -247,6 +269,7 @@ class SegmentTimeline(QtWidgets.QWidget):
             item = _SegmentRegion(len(self._regions))
             item.sigRegionChangeFinished.connect(self._on_region_finished)
             item.sigSelected.connect(lambda it: self.sigSelect.emit(it.index))
+            item.sigClickedAt.connect(lambda t_s: self._seek(self._us(t_s)))
             self._plot.addItem(item, ignoreBounds=True)
             self._plot.addItem(item.label, ignoreBounds=True)
             self._regions.append(item)
@@ -411,7 +434,9 @@ class LabelerWindow(QtWidgets.QMainWindow):
         )
         self.timeline.set_rate(edges, rate)
         self.event_view.set_sensor_size(rec.sensor_size)
-        self.seek(t_range[0])
+        # not a black view of the quiet start: where motion begins, plus a few decay times of it
+        onset = first_activity_us(edges, rate, t_range[0])
+        self.seek(min(onset + OPEN_AFTER_TAUS * int(self.event_view.decay[1]), t_range[1]))
         for warning in doc.warnings:
             self.status(warning)
         if doc.recovery is not None:
@@ -466,10 +491,9 @@ class LabelerWindow(QtWidgets.QMainWindow):
         self.segment_table.setSelectionBehavior(QtWidgets.QAbstractItemView.SelectionBehavior.SelectRows)
         self.segment_table.setSelectionMode(QtWidgets.QAbstractItemView.SelectionMode.SingleSelection)
         self.segment_table.verticalHeader().setVisible(False)
-        self.segment_table.horizontalHeader().setStretchLastSection(True)
-        self.segment_table.horizontalHeader().setSectionResizeMode(
-            QtWidgets.QHeaderView.ResizeMode.ResizeToContents
-        )
+        header = self.segment_table.horizontalHeader()
+        header.setSectionResizeMode(QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(3, QtWidgets.QHeaderView.ResizeMode.Stretch)  # the rest of the width
         self.segment_table.setWordWrap(False)
         self.segment_table.setToolTip(
             "times in seconds since the first event; the CSV keeps the recording's microseconds"
@@ -499,7 +523,7 @@ class LabelerWindow(QtWidgets.QMainWindow):
         self.accept_button.clicked.connect(lambda: self._guard(self.accept_predictions))
         self.sigPredicted.connect(self._on_predicted)
 
-        side = QtWidgets.QWidget()
+        self.side_panel = side = QtWidgets.QWidget()
         form = QtWidgets.QVBoxLayout(side)
         form.addWidget(QtWidgets.QLabel("Classes (click: assign / current, F2: rename)"))
         form.addWidget(self.class_list, 2)
@@ -521,11 +545,12 @@ class LabelerWindow(QtWidgets.QMainWindow):
         play_row.addWidget(self.speed_box)
         form.addLayout(play_row)
 
-        top = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
+        self.top_splitter = top = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
         top.addWidget(self.event_view)
         top.addWidget(side)
         top.setStretchFactor(0, 3)
-        top.setStretchFactor(1, 2)
+        top.setStretchFactor(1, 0)  # extra width goes to the events; the panel keeps what it needs
+        top.setCollapsible(1, False)
         split = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
         split.addWidget(top)
         split.addWidget(self.timeline)
@@ -885,6 +910,26 @@ class LabelerWindow(QtWidgets.QMainWindow):
         event.accept()
 
     # ----------------------------------------------------------------- view refresh
+    def _fit_side_panel(self) -> None:
+        """Size the side panel to its content: every table column and every class, unclipped.
+
+        The table's columns fit their contents (header and cells) and the class list
+        is tall enough for all classes, so neither needs a horizontal scroll bar or cuts a
+        name, at any font; the event view takes the rest of the width.
+        """
+        table, classes = self.segment_table, self.class_list
+        header = table.horizontalHeader()
+        columns = sum(
+            max(header.sectionSizeHint(c), table.sizeHintForColumn(c)) for c in range(table.columnCount())
+        )
+        rows = classes.count()
+        names = max((classes.sizeHintForColumn(0), classes.fontMetrics().horizontalAdvance("M" * 12)))
+        need = max(_content_width(table, columns), _content_width(classes, names))
+        margins = self.side_panel.layout().contentsMargins()
+        self.side_panel.setMinimumWidth(need + margins.left() + margins.right())
+        row_h = classes.sizeHintForRow(0) if rows else classes.fontMetrics().height() + 4
+        classes.setMinimumHeight(row_h * max(rows, 1) + 2 * classes.frameWidth() + 4)
+
     def doc_bounds(self, index: int) -> tuple[int | None, int | None]:
         return self.doc.free_range(index)
 
@@ -929,12 +974,19 @@ class LabelerWindow(QtWidgets.QMainWindow):
             self.overlap_box.setChecked(doc.allow_overlap)
         finally:
             self._updating = False
+        self._fit_side_panel()
         undo, redo = self.actions_by_name["undo"], self.actions_by_name["redo"]
         undo.setEnabled(doc.can_undo)
         undo.setText(f"&Undo {doc.undo_name}" if doc.can_undo else "&Undo")
         redo.setEnabled(doc.can_redo)
         redo.setText(f"&Redo {doc.redo_name}" if doc.can_redo else "&Redo")
         self.setWindowTitle(f"{'*' if doc.dirty else ''}{self.recording.path.name} - dvsapp labeler")
+
+
+def _content_width(view: QtWidgets.QAbstractScrollArea, inner: int) -> int:
+    """Width ``view`` needs to show ``inner`` pixels of content beside a vertical scroll bar."""
+    bar = view.verticalScrollBar().sizeHint().width()
+    return inner + bar + 2 * view.frameWidth() + 4
 
 
 def _swatch(r: int, g: int, b: int) -> QtGui.QIcon:

@@ -1,7 +1,9 @@
-"""Pure numpy rendering shared by the GUI views and the ``--export`` video writer.
+"""Pure drawing shared by the GUI views and the ``--export`` video writer.
 
 Nothing here imports Qt: every function takes arrays and returns arrays, so the
 same pictures come out of the window and of ``dvsapp replay FILE --export``.
+The export's frame layout (:class:`FrameComposer` and its panels) lives here too,
+drawn with numpy and OpenCV.
 
 The event display keeps one preallocated per-pixel buffer (:class:`PixelBuffer`):
 the timestamp of the last event at each pixel and its polarity.  Writing events
@@ -11,7 +13,7 @@ a redraw is ``O(H * W)``, independent of the event rate.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -387,3 +389,275 @@ def taps_to_numpy(taps) -> dict[int, dict[str, np.ndarray]]:
                 continue
             out.setdefault(int(block), {})[str(name)] = arr
     return out
+
+
+def colour_ramp_rgb(n: int = 256) -> np.ndarray:
+    """The :func:`heatmap_rgb` colour scale as a vertical bar ``[n, 1, 3]`` uint8, hottest (vmax) at row 0."""
+    return heatmap_rgb(np.linspace(1.0, 0.0, max(2, int(n)))[:, None])
+
+
+def class_label(class_names: Sequence[str], class_id: int) -> str:
+    """The display name of ``class_id`` (underscores as spaces; the id when it has no name)."""
+    if 0 <= class_id < len(class_names):
+        return str(class_names[class_id]).replace("_", " ")
+    return f"class {class_id + 1}"
+
+
+# --------------------------------------------------------------------------- video frames
+# The layout of ``dvsapp replay --export`` frames: numpy + OpenCV drawing, no Qt.  The window's
+# views are drawn by pyqtgraph; these panels show the same data, laid out on one picture.
+
+FONT = 0  # cv2.FONT_HERSHEY_SIMPLEX
+TITLE_H = 26
+"""Pixels of the title bar above the event view (file name, sensor, attention variant)."""
+PANEL_RGB = 24
+TEXT_RGB = (220, 220, 220)
+
+
+def _cv2():
+    import cv2
+
+    return cv2
+
+
+def fit(img: np.ndarray, w: int, h: int, *, nearest: bool = True) -> np.ndarray:
+    """Scale ``img`` to fit ``w x h`` keeping the aspect ratio, centred on a dark canvas."""
+    cv2 = _cv2()
+    canvas = np.full((h, w, 3), 20, np.uint8)
+    if img.size == 0 or w <= 0 or h <= 0:
+        return canvas
+    ih, iw = img.shape[:2]
+    s = min(w / iw, h / ih)
+    nw, nh = max(1, int(iw * s)), max(1, int(ih * s))
+    small = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_NEAREST if nearest else cv2.INTER_AREA)
+    y0, x0 = (h - nh) // 2, (w - nw) // 2
+    canvas[y0 : y0 + nh, x0 : x0 + nw] = small
+    return canvas
+
+
+def put_text(img: np.ndarray, text: str, xy: tuple[int, int], scale: float = 0.5, colour=TEXT_RGB, thick=1):
+    """Anti-aliased text with its baseline at ``xy`` (in place)."""
+    _cv2().putText(img, text, (int(xy[0]), int(xy[1])), FONT, scale, colour, thick, 16)  # 16 = LINE_AA
+
+
+def text_width(text: str, scale: float, thick: int = 1) -> int:
+    """Pixel width of ``text`` drawn by :func:`put_text` at ``scale``."""
+    (w, _h), _base = _cv2().getTextSize(text, FONT, scale, thick)
+    return int(w)
+
+
+def fit_text_scale(
+    texts: Sequence[str], width_px: int, *, max_scale: float, min_scale: float = 0.25
+) -> float:
+    """The largest font scale up to ``max_scale`` at which every one of ``texts`` fits ``width_px``."""
+    widest = max((text_width(t, 1.0) for t in texts), default=0)
+    if widest <= 0:
+        return max_scale
+    return float(np.clip(width_px / widest, min_scale, max_scale))
+
+
+def probability_rows(h: int, n: int) -> tuple[int, int]:
+    """``(top, row_h)`` of :func:`draw_probabilities`: where the class rows start and their height.
+
+    The header (top label, confidence) takes up to 70 px, less in a short panel, so all
+    ``n`` rows always fit in ``h``.
+    """
+    n = max(n, 1)
+    top = int(np.clip(h - 6 - 12 * n, 30, 70))
+    return top, max(6, (h - top - 6) // n)
+
+
+def draw_probabilities(
+    probs: np.ndarray | None, class_names: Sequence[str], class_id: int | None, w: int, h: int
+) -> np.ndarray:
+    """Top label, confidence and one bar per class, as an RGB panel ``[h, w, 3]``.
+
+    Class names are never cut: the label column is as wide as the longest name needs
+    (at most 45% of the panel), and the font shrinks until every name fits it.
+    """
+    cv2 = _cv2()
+    panel = np.full((h, w, 3), PANEL_RGB, np.uint8)
+    if probs is None or class_id is None:
+        put_text(panel, "waiting for the first window...", (10, 30), 0.6)
+        return panel
+    n = len(probs)
+    labels = [class_label(class_names, i) for i in range(n)]
+    top_name = labels[class_id] if class_id < n else class_label(class_names, class_id)
+    top, row_h = probability_rows(h, n)
+    big = top / 70  # the header shrinks with the panel, so every class row fits below it
+    name_scale = fit_text_scale([top_name], w - 20, max_scale=0.9 * big)
+    put_text(panel, top_name, (10, int(34 * big)), name_scale, class_colour(class_id), 2 if big > 0.7 else 1)
+    put_text(panel, f"confidence {float(probs[class_id]):.0%}", (10, int(58 * big)), 0.5 * big)
+    max_scale = min(0.45, row_h / 30)
+    label_w = min(int(w * 0.45), 12 + max((text_width(s, max_scale) for s in labels), default=0))
+    scale = fit_text_scale(labels, label_w - 12, max_scale=max_scale)
+    for i, p in enumerate(probs):
+        y = top + i * row_h
+        colour = class_colour(i) if i == class_id else (90, 110, 140)
+        bar = int((w - label_w - 10) * float(np.clip(p, 0, 1)))
+        cv2.rectangle(panel, (label_w, y + 2), (label_w + bar, y + row_h - 3), colour, -1)
+        put_text(panel, labels[i], (6, y + row_h - max(2, row_h // 5)), scale, (200, 200, 200))
+    return panel
+
+
+def draw_colour_bar(panel: np.ndarray, x: int, y: int, w: int, h: int, vmax: float, label: str = "") -> None:
+    """A vertical :func:`colour_ramp_rgb` bar at ``(x, y)`` with ``0`` and ``vmax`` marked (in place)."""
+    if w <= 0 or h <= 8:
+        return
+    bar = np.repeat(
+        _cv2().resize(colour_ramp_rgb(256), (1, h), interpolation=1), w, axis=1
+    )  # 1 = INTER_LINEAR
+    panel[y : y + h, x : x + w] = bar
+    put_text(panel, f"{vmax:.2f}", (x + w + 3, y + 9), 0.35)
+    put_text(panel, "0", (x + w + 3, y + h), 0.35)
+    if label:
+        put_text(panel, label, (x + w + 3, y + h // 2 + 4), 0.33, (170, 170, 170))
+
+
+def draw_attention(taps, frames: np.ndarray | None, w: int, h: int, token_hw=None) -> np.ndarray:
+    """Q/K/V/out heatmaps of block 0 (head mean, averaged over timesteps) on the model input,
+    on one colour scale (the bar at the right: the fraction of channels spiking)."""
+    panel = np.full((h, w, 3), PANEL_RGB, np.uint8)
+    data = taps_to_numpy(taps) if taps is not None else {}
+    if not data:
+        put_text(panel, "no attention taps", (10, 24), 0.5)
+        return panel
+    named = data[sorted(data)[0]]
+    base = input_preview_rgb(frames) if frames is not None else None
+    grids = {}
+    for name in TAP_NAMES:
+        if name not in named:
+            continue
+        per_tok = named[name].mean(axis=(0, 1))  # [N]
+        hw = token_hw if token_hw and token_hw[0] * token_hw[1] == len(per_tok) else None
+        if hw is None:
+            aspect = base.shape[1] / base.shape[0] if base is not None else 1.0
+            hw = token_grid_shape(len(per_tok), aspect)
+        grids[name] = per_tok.reshape(hw)
+    vmax = max([float(g.max()) for g in grids.values()] + [1e-3])
+    scale_w = 44
+    tile_w = (w - scale_w) // 4
+    for i, name in enumerate(TAP_NAMES):
+        if name not in grids:
+            continue
+        grid = grids[name]
+        rgb = overlay_heatmap(base, grid, vmax=vmax) if base is not None else heatmap_rgb(grid, vmax=vmax)
+        tile = fit(rgb, tile_w - 6, h - 26)
+        panel[22 : 22 + tile.shape[0], i * tile_w + 3 : i * tile_w + 3 + tile.shape[1]] = tile
+        put_text(panel, f"{name} {float(named[name].mean()):.3f}", (i * tile_w + 6, 16), 0.45)
+    draw_colour_bar(panel, 4 * tile_w + 4, 24, 8, h - 32, vmax)
+    return panel
+
+
+def draw_timeline(
+    rows: dict[str, list[tuple[int, int, int]]],
+    t0_us: int,
+    t1_us: int,
+    cursor_us: int,
+    w: int,
+    h: int,
+    class_names: Sequence[str] = (),
+) -> np.ndarray:
+    """Named strips of ``(class_id, start_us, end_us)`` bands over ``[t0_us, t1_us]``, a cursor,
+    and a legend of the classes the strips show (when ``class_names`` are given)."""
+    cv2 = _cv2()
+    panel = np.full((h, w, 3), PANEL_RGB, np.uint8)
+    label_w = 90
+    span = max(1, t1_us - t0_us)
+    shown = sorted({int(c) for segs in rows.values() for c, _a, _b in segs})
+    legend_h = 16 if class_names and shown else 0
+
+    def x_of(t: int) -> int:
+        return label_w + int((w - label_w - 4) * (t - t0_us) / span)
+
+    row_h = max(10, (h - 16 - legend_h) // max(1, len(rows)))
+    for r, (name, segs) in enumerate(rows.items()):
+        y = 4 + r * row_h
+        put_text(panel, name, (4, y + row_h - 6), 0.45)
+        for cid, a, b in segs:
+            cv2.rectangle(
+                panel, (x_of(a), y + 2), (max(x_of(a) + 1, x_of(b)), y + row_h - 3), class_colour(cid), -1
+            )
+    cx = x_of(cursor_us)
+    cv2.line(panel, (cx, 0), (cx, h - 1 - legend_h), (255, 80, 80), 2)
+    put_text(panel, f"{(cursor_us - t0_us) / 1e6:.2f} s", (min(cx + 4, w - 70), h - 4 - legend_h), 0.4)
+    if legend_h:
+        x, y = label_w, h - 4
+        for cid in shown:
+            text = class_label(class_names, cid)
+            need = 14 + text_width(text, 0.38)
+            if x + need > w:
+                break
+            cv2.rectangle(panel, (x, y - 9), (x + 9, y), class_colour(cid), -1)
+            put_text(panel, text, (x + 12, y), 0.38, (200, 200, 200))
+            x += need + 10
+    return panel
+
+
+class FrameComposer:
+    """Lays the panels out on one ``size_wh`` RGB frame (numpy + OpenCV, no Qt).
+
+    Left: a title bar (file name, sensor, attention variant) above the event view, so the
+    model-input outline drawn into the events never covers it; under them the window's
+    timesteps.  Right: the prediction panel over the attention panel.  Bottom: the timeline.
+    """
+
+    def __init__(self, size_wh: tuple[int, int], class_names: Sequence[str]) -> None:
+        self.w, self.h = size_wh
+        self.class_names = list(class_names)
+
+    def layout(self) -> dict[str, tuple[int, int, int, int]]:
+        """Panel rectangles ``name -> (x, y, w, h)`` in frame pixels."""
+        w, h = self.w, self.h
+        left_w = int(w * 0.52)
+        tl_h = max(76, h // 8)
+        ts_h = max(60, h // 7)
+        ev_h = h - tl_h - ts_h
+        prob_h = int(ev_h * 0.5)
+        return {
+            "title": (0, 0, left_w, TITLE_H),
+            "events": (0, TITLE_H, left_w, ev_h - TITLE_H),
+            "probabilities": (left_w, 0, w - left_w, prob_h),
+            "attention": (left_w, prob_h, w - left_w, ev_h - prob_h),
+            "timesteps": (0, ev_h, w, ts_h),
+            "timeline": (0, h - tl_h, w, tl_h),
+        }
+
+    def compose(
+        self,
+        events_rgb: np.ndarray,
+        *,
+        result=None,
+        token_hw=None,
+        rows: dict[str, list[tuple[int, int, int]]],
+        t_range_us: tuple[int, int],
+        cursor_us: int,
+        title: str = "",
+    ) -> np.ndarray:
+        frame = np.full((self.h, self.w, 3), 16, np.uint8)
+        box = self.layout()
+
+        def put(name: str, img: np.ndarray) -> None:
+            x, y, w, h = box[name]
+            frame[y : y + h, x : x + w] = img
+
+        x, y, w, h = box["title"]
+        put_text(frame, title, (8, y + h - 8), fit_text_scale([title], w - 16, max_scale=0.5))
+        put("events", fit(events_rgb, *box["events"][2:]))
+        if result is not None:
+            pred = result.prediction
+            probs, cid, frames = np.asarray(pred.probs), int(pred.class_id), result.window.frames
+            taps = getattr(pred, "taps", None)
+        else:
+            probs, cid, frames, taps = None, None, None, None
+        put("probabilities", draw_probabilities(probs, self.class_names, cid, *box["probabilities"][2:]))
+        put("attention", draw_attention(taps, frames, *box["attention"][2:], token_hw))
+        if frames is not None:
+            put("timesteps", fit(frames_to_rgb(frames), *box["timesteps"][2:]))
+        put(
+            "timeline",
+            draw_timeline(
+                rows, t_range_us[0], t_range_us[1], cursor_us, *box["timeline"][2:], self.class_names
+            ),
+        )
+        return frame

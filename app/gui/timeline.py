@@ -2,7 +2,8 @@
 
 Two pyqtgraph plots share the x axis (seconds, in the recording's own time
 base): the event rate on top and one row per named strip below (e.g.
-``"prediction"`` and ``"truth"``), each segment a band coloured by class.
+``"prediction"`` and ``"truth"``), each segment a band coloured by class, and
+under them a legend naming the colour of every class the strips show.
 Clicking or dragging anywhere emits :attr:`Timeline.sigSeek` with the time in
 microseconds; the mouse wheel zooms the x axis only.
 """
@@ -15,7 +16,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from dvsapp.app.gui.render import class_colour
+from dvsapp.app.gui.render import class_colour, class_label
 
 
 class _SeekViewBox(pg.ViewBox):
@@ -92,10 +93,20 @@ class Timeline(QtWidgets.QWidget):
         self._rate_vb.sigSeekS.connect(self._emit_seek)
         self._strip_vb.sigSeekS.connect(self._emit_seek)
 
+        # which colour is which class, for the classes the strips show
+        self.legend = QtWidgets.QLabel()
+        self.legend.setWordWrap(True)
+        self.legend.setStyleSheet("color: #c8c8c8; font-size: 8pt; padding-left: 82px;")
+        self.legend.setToolTip("colours of the prediction and truth strips")
+        self._class_names: list[str] = []
+
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self._glw)
+        layout.setSpacing(1)
+        layout.addWidget(self._glw, 1)
+        layout.addWidget(self.legend)
         self.setMinimumHeight(140)
+        self._update_legend()
 
     # ------------------------------------------------------------- public API
     def set_rate(self, t_s: np.ndarray, rate_hz: np.ndarray) -> None:
@@ -142,8 +153,14 @@ class Timeline(QtWidgets.QWidget):
             self._rows[name] = None
             self._update_row_axis()
         self._row_segments[name] = [(int(c), int(a), int(b)) for c, a, b in segments]
-        self._class_names = list(class_names)
+        if class_names:
+            self._class_names = list(class_names)
         self._redraw_row(name)
+        self._update_legend()
+
+    def legend_classes(self) -> list[int]:
+        """The class ids the legend lists: every class that a strip shows, in id order."""
+        return sorted({c for segs in self._row_segments.values() for c, _a, _b in segs})
 
     def segments(self, name: str) -> list[tuple[int, int, int]]:
         """The segments last set on row ``name`` (empty if none)."""
@@ -156,6 +173,7 @@ class Timeline(QtWidgets.QWidget):
         for name in list(self._rows):
             self._row_segments[name] = []
             self._redraw_row(name)
+        self._update_legend()
 
     # -------------------------------------------------------------- internals
     def _row_index(self, name: str) -> int:
@@ -195,6 +213,17 @@ class Timeline(QtWidgets.QWidget):
         item.setToolTip(name)
         self._strip_plot.addItem(item)
         self._rows[name] = item
+
+    def _update_legend(self) -> None:
+        items = []
+        for cid in self.legend_classes():
+            r, g, b = class_colour(cid)
+            items.append(
+                f"<span style='color: rgb({r},{g},{b}); font-size: 11pt'>&#9632;</span>&nbsp;"
+                f"{class_label(self._class_names, cid)}"
+            )
+        self.legend.setText("&nbsp;&nbsp; ".join(items))
+        self.legend.setVisible(bool(items))
 
     def _emit_seek(self, t_s: float) -> None:
         t_us = int(round(t_s * 1e6))

@@ -16,6 +16,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from dvsapp.app.gui.render import (
     TAP_NAMES,
+    colour_ramp_rgb,
     frames_to_rgb,
     heatmap_rgb,
     input_preview_rgb,
@@ -27,6 +28,12 @@ from dvsapp.app.gui.render import (
 __all__ = ["TAP_COLOURS", "TAP_NAMES", "AttentionView", "PredictionView", "TimestepView", "taps_to_numpy"]
 
 TAP_COLOURS = {"q": (255, 120, 120), "k": (120, 220, 120), "v": (120, 160, 255), "out": (255, 220, 80)}
+
+
+def _small_font() -> QtGui.QFont:
+    font = QtGui.QFont()
+    font.setPointSize(7)
+    return font
 
 
 def _image_box(
@@ -178,17 +185,33 @@ class AttentionView(QtWidgets.QWidget):
         for i, name in enumerate(TAP_NAMES):
             vb, img = _image_box(self._glw, 0, i, title=name.upper() if name != "out" else "attention out")
             self._maps[name], self._map_boxes[name] = img, vb
+        # one colour scale for the four maps: the fraction of the head's channels that spiked
+        self._scale_plot = self._glw.addPlot(row=1, col=len(TAP_NAMES))
+        self._scale_plot.hideButtons()
+        self._scale_plot.setMouseEnabled(x=False, y=False)
+        self._scale_plot.hideAxis("bottom")
+        self._scale_plot.hideAxis("left")
+        self._scale_plot.showAxis("right")
+        self._scale_plot.getAxis("right").setWidth(38)
+        self._scale_plot.getAxis("right").setStyle(tickFont=_small_font())
+        self._scale_plot.setMaximumWidth(56)
+        self._scale_plot.setToolTip("colour scale of the maps: share of the head's channels spiking")
+        self._scale_img = pg.ImageItem(colour_ramp_rgb(128)[::-1])  # row 0 at the bottom of the plot
+        self._scale_plot.addItem(self._scale_img)
+        self.scale_vmax = 0.0
+        self._set_scale(1.0)
         self._raster_plot = self._glw.addPlot(row=2, col=0, colspan=2, title="raster (token x timestep)")
         self._raster_plot.hideButtons()
         self._raster_plot.setMouseEnabled(x=False, y=False)
         self._raster_plot.invertY(True)
         self._raster_img = pg.ImageItem()
         self._raster_plot.addItem(self._raster_img)
-        self._rate_plot = self._glw.addPlot(row=2, col=2, colspan=2, title="firing rate per window")
+        # the legend is the title (coloured names): inside the plot it covered the lines
+        legend = "&nbsp; ".join(
+            f"<span style='color: rgb{TAP_COLOURS[n]}'>&#9472;&#9472; {n}</span>" for n in TAP_NAMES
+        )
+        self._rate_plot = self._glw.addPlot(row=2, col=2, colspan=3, title=f"firing rate per window {legend}")
         self._rate_plot.hideButtons()
-        self._rate_plot.addLegend(
-            offset=(5, 1), labelTextSize="7pt", colCount=len(TAP_NAMES), brush=(20, 20, 24, 210)
-        )  # one row, over a dark box
         self._rate_curves = {
             name: self._rate_plot.plot([], [], pen=pg.mkPen(TAP_COLOURS[name], width=1), name=name)
             for name in TAP_NAMES
@@ -269,6 +292,7 @@ class AttentionView(QtWidgets.QWidget):
         head_text = self._head.currentText() or "mean"
         base = input_preview_rgb(frames) if frames is not None else None
         rates_text = []
+        grids: dict[str, np.ndarray] = {}
         for name in TAP_NAMES:
             if name not in named:
                 continue
@@ -279,18 +303,20 @@ class AttentionView(QtWidgets.QWidget):
             if hw is None or hw[0] * hw[1] != n_tok:
                 aspect = base.shape[1] / base.shape[0] if base is not None else 1.0
                 hw = token_grid_shape(n_tok, aspect)
-            grid = per_head.mean(axis=0).reshape(hw)
-            vmax = max(float(grid.max()), 1e-3)
-            rgb = overlay_heatmap(base, grid, vmax=vmax) if base is not None else heatmap_rgb(grid, vmax=vmax)
-            self.last_maps[name] = rgb
-            self._maps[name].setImage(rgb, autoLevels=False, levels=(0, 255))
-            self._map_boxes[name].autoRange(padding=0.01)
+            grids[name] = per_head.mean(axis=0).reshape(hw)
             rate = float(tap.mean())
             self._rates[name].append(rate)
             rates_text.append(f"{name}={rate:.3f}")
             if name == self._raster_tap.currentText():
                 for step in per_head:
                     self._raster.append(step)
+        vmax = max([float(g.max()) for g in grids.values()] + [1e-3])  # one scale for every map
+        for name, grid in grids.items():
+            rgb = overlay_heatmap(base, grid, vmax=vmax) if base is not None else heatmap_rgb(grid, vmax=vmax)
+            self.last_maps[name] = rgb
+            self._maps[name].setImage(rgb, autoLevels=False, levels=(0, 255))
+            self._map_boxes[name].autoRange(padding=0.01)
+        self._set_scale(vmax)
         self._rates_t.append(t_us / 1e6)
         t_arr = np.asarray(self._rates_t)
         top = 0.0
@@ -312,6 +338,13 @@ class AttentionView(QtWidgets.QWidget):
             f"attention variant: {self._attention_name} | {len(data)} block(s), {heads} head(s), "
             f"block {block} firing: " + ", ".join(rates_text)
         )
+
+    def _set_scale(self, vmax: float) -> None:
+        """Stretch the colour bar over ``0 .. vmax`` (the maps' shared top value)."""
+        self.scale_vmax = float(vmax)
+        self._scale_img.setRect(QtCore.QRectF(0, 0, 1, self.scale_vmax))
+        self._scale_plot.setYRange(0, self.scale_vmax, padding=0)
+        self._scale_plot.setXRange(0, 1, padding=0)
 
     def raster_array(self) -> np.ndarray:
         """The raster as ``[tokens, timesteps]`` (empty before any taps)."""
