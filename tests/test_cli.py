@@ -200,3 +200,39 @@ def test_an_unknown_source_scheme_is_named_with_the_known_ones(tmp_path, command
     for scheme in ("file", "dv", "inivation", "webcam", "synthetic"):
         assert scheme in line, line
     assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------------ the one progress bar
+def test_progress_bar_rate_and_time_left_come_from_the_work_done(monkeypatch):
+    """Slow steps (one per 40 s) still give a rate and an ETA (rich's own estimate showed -:--:--)."""
+    import dvsapp.app.commands._common as common
+
+    now = [1000.0]
+    monkeypatch.setattr(common.time, "monotonic", lambda: now[0])
+    bar = common.ProgressBar("epoch 1/1", unit="steps", rate_unit="clips")
+    with bar:
+        bar.restart("epoch 1/1", 10)
+        now[0] += 40.0
+        bar.update(1, 10, rate=0.2, note="loss 2.398  acc 0.090")
+        task = bar._progress.tasks[0]
+        assert task.fields["rate"] == "0.20 clips/s"  # not "0 clips/s"
+        assert task.fields["eta"] == "ETA 0:06:00"  # 9 steps left at 40 s each
+        assert task.fields["count"] == "1/10 steps" and task.completed == 1
+        now[0] += 40.0
+        bar.update(2, 10)  # no rate given: measured, per second
+        assert bar._progress.tasks[0].fields["rate"] == "0.03 clips/s"
+        assert bar._progress.tasks[0].fields["eta"] == "ETA 0:05:20"
+    assert bar._progress is None  # gone when the block ends
+
+
+def test_progress_bar_stays_silent_when_disabled_or_below_its_threshold():
+    from dvsapp.app.commands._common import ProgressBar
+
+    with ProgressBar("x", enabled=False) as off:
+        off(10, 100)
+        assert off._progress is None
+    with ProgressBar("y", start_after=1000) as late:
+        late(999, 5000)
+        assert late._progress is None
+        late(1000, 5000)
+        assert late._progress is not None

@@ -138,11 +138,14 @@ def apply_threads(threads: int | None) -> int:
 
 
 def _si(value: float) -> str:
+    """``1234567`` -> ``1.2 M``; small whole numbers as they are, small rates with two decimals."""
     value = float(value)
     for limit, suffix in ((1e9, " G"), (1e6, " M"), (1e4, " k")):
         if abs(value) >= limit:
             return f"{value / (limit if suffix != ' k' else 1e3):.1f}{suffix}"
-    return f"{value:.0f}" if abs(value) >= 10 else f"{value:.2f}"
+    if value.is_integer() or abs(value) >= 10:
+        return f"{value:.0f}"
+    return f"{value:.2f}"
 
 
 def _clock(seconds: float) -> str:
