@@ -295,6 +295,7 @@ class MainWindow(QtWidgets.QMainWindow):
             ("events", "events per second arriving"),
             ("model", "model time per window"),
             ("dropped", "windows dropped because the model fell behind"),
+            ("jumps", "times a live source's clock jumped (binner and model restarted at each)"),
             ("latency", "time from a window's last event to its prediction"),
             ("energy", "estimated energy of the model per window (45 nm figures)"),
         ):
@@ -595,6 +596,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.status_labels["events"].setText(f"{m.events_per_s / 1e3:,.1f} kev/s")
         self.status_labels["model"].setText(f"model {m.model_ms:.1f} ms/win")
         self.status_labels["dropped"].setText(f"dropped {m.dropped_windows}")
+        self.status_labels["jumps"].setText(f"time jumps {m.time_jumps}")
         self.status_labels["latency"].setText(f"latency {m.latency_ms:.0f} ms")
         self.status_labels["energy"].setText(
             "energy -" if m.energy_uj is None else f"energy {m.energy_uj:.2f} uJ/win"

@@ -84,6 +84,7 @@ class Metrics:
     latency_ms: float = 0.0
     energy_uj: float | None = None
     windows: int = 0
+    time_jumps: int = 0
 
 
 @dataclass(frozen=True)
@@ -542,6 +543,7 @@ def _metrics(snapshot, energy_uj: float | None) -> Metrics:
         latency_ms=float(snapshot.latency_p50_ms or 0.0),
         energy_uj=energy_uj,
         windows=int(snapshot.windows_done),
+        time_jumps=int(getattr(snapshot, "time_jumps", 0)),
     )
 
 

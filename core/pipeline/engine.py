@@ -41,6 +41,15 @@ Controls (thread-safe; the GUI calls them from its own thread)
 (and resuming a live source) starts a new *generation*: queued windows of the old
 one are discarded, the binner and the filters restart and the model state is reset.
 
+Time jumps
+----------
+A live source whose clock jumps (see :mod:`dvsapp.core.sources.timejump`) starts
+the new timeline with a :class:`~dvsapp.core.sources.timejump.RestartPacket`.  The
+ingest then flushes the open window of the old timeline, restarts the filters and
+the binner, and the model resets its state before the first window of the new
+timeline; every window of both timelines goes through the model (nothing is
+discarded).  Each jump is counted in ``time_jumps`` and reported by one status line.
+
 Shutdown
 --------
 End of stream, :meth:`Pipeline.stop` (Ctrl-C / SIGTERM through :func:`run_pipeline`)
@@ -73,6 +82,7 @@ from dvsapp.core.events import Packet, SensorSize, Window
 from dvsapp.core.pipeline.sinks import Sink
 from dvsapp.core.recipe import InputRecipe
 from dvsapp.core.sources.base import Source
+from dvsapp.core.sources.timejump import RestartPacket
 
 __all__ = ["MetricsSnapshot", "Pipeline", "PipelineMetrics", "run_pipeline"]
 
@@ -92,6 +102,8 @@ class MetricsSnapshot:
         Input rate.
     windows_binned, windows_done : int
         Windows out of the binner / through the model.
+    events_binned : int
+        Events in the windows out of the binner (after the recipe's filters and spatial map).
     windows_per_s : float
         Model throughput.
     model_ms, model_ms_mean : float
@@ -110,6 +122,8 @@ class MetricsSnapshot:
         Stream time processed per wall second (``> 1`` = faster than real time).
     late_events, skipped_windows : int
         From the binner: events after their window closed; empty windows not emitted.
+    time_jumps : int
+        Restarts of a live source's clock (binner and model restarted at each).
     status : str
         The latest status message of the source or pipeline ("" if none).
     running, paused : bool
@@ -120,6 +134,7 @@ class MetricsSnapshot:
     events_per_s: float = 0.0
     windows_binned: int = 0
     windows_done: int = 0
+    events_binned: int = 0
     windows_per_s: float = 0.0
     model_ms: float = 0.0
     model_ms_mean: float = 0.0
@@ -135,6 +150,7 @@ class MetricsSnapshot:
     realtime_factor: float | None = None
     late_events: int = 0
     skipped_windows: int = 0
+    time_jumps: int = 0
     status: str = ""
     running: bool = False
     paused: bool = False
@@ -175,12 +191,14 @@ class PipelineMetrics:
     events_in: int = 0
     windows_binned: int = 0
     windows_done: int = 0
+    events_binned: int = 0
     dropped_windows: int = 0
     queue_max: int = 0
     model_ms_last: float = 0.0
     model_ms_total: float = 0.0
     first_us: int | None = None
     stream_us: int | None = None
+    time_jumps: int = 0
     status: str = ""
     latencies_ms: deque = field(default_factory=lambda: deque(maxlen=1000))
     _events_rate: _Rate = field(default_factory=_Rate)
@@ -222,6 +240,7 @@ class PipelineMetrics:
             events_per_s=self._events_rate.rate(now, self.events_in),
             windows_binned=self.windows_binned,
             windows_done=self.windows_done,
+            events_binned=self.events_binned,
             windows_per_s=self._windows_rate.rate(now, self.windows_done),
             model_ms=self.model_ms_last,
             model_ms_mean=self.model_ms_total / self.windows_done if self.windows_done else 0.0,
@@ -237,6 +256,7 @@ class PipelineMetrics:
             realtime_factor=rtf,
             late_events=late_events,
             skipped_windows=skipped_windows,
+            time_jumps=self.time_jumps,
             status=self.status,
             running=running,
             paused=paused,
@@ -251,6 +271,7 @@ _END = object()
 class _Item:
     generation: int
     window: Window
+    restart: bool = False  # the first window after a time jump: the model resets before it
 
 
 def _recipe_of(classifier) -> InputRecipe:
@@ -461,10 +482,10 @@ class Pipeline:
             self.sensor_size, steps_per_window=self.steps_per_window, max_empty_windows=self.max_empty_windows
         )
 
-    async def _put_window(self, window: Window, generation: int) -> None:
+    async def _put_window(self, window: Window, generation: int, restart: bool = False) -> None:
         q = self._window_q
         assert q is not None
-        item = _Item(generation, window)
+        item = _Item(generation, window, restart)
         if self.drop_oldest:
             while q.full():
                 q.get_nowait()
@@ -473,12 +494,14 @@ class Pipeline:
         else:
             await q.put(item)
         self._metrics.windows_binned += 1
+        self._metrics.events_binned += window.n_events
         self._metrics.queue_max = max(self._metrics.queue_max, q.qsize())
 
     async def _ingest(self) -> None:
         generation = self._generation
         self._input = stream = self._make_stream()
         tap = self.on_packet
+        restart = False  # a time jump whose first window is still to come
         try:
             async for packet in self.source:
                 now = time.monotonic()
@@ -488,13 +511,25 @@ class Pipeline:
                 if self._generation != generation:
                     generation = self._generation
                     self._input = stream = self._make_stream()
+                if isinstance(packet, RestartPacket) and packet.jump is not None:
+                    for window in stream.flush(arrival_s=now):  # the old timeline's open window
+                        await self._put_window(window, generation, restart)
+                        restart = False
+                    self._input = stream = self._make_stream()
+                    restart = True
+                    self._metrics.time_jumps += 1
+                    self._status(
+                        f"{self.source.description}: {packet.jump.describe()}; binner and model restarted"
+                        f" (time jump {self._metrics.time_jumps})"
+                    )
                 if self._paused and self.source.live:
                     continue
                 windows = stream.push(packet, arrival_s=now)
                 for window in windows:
                     if self._generation != generation:
                         break
-                    await self._put_window(window, generation)
+                    await self._put_window(window, generation, restart)
+                    restart = False
         except DvsAppError as exc:  # the source failed: finish what was binned, then re-raise from run()
             self._source_error = exc
         if self._generation == generation and not self._stop_requested:
@@ -512,6 +547,8 @@ class Pipeline:
 
     def _model_step(self, item: _Item) -> Prediction:
         self._drain_commands()
+        if item.restart:
+            self.classifier.reset()
         if item.generation != self._model_generation:
             self.classifier.reset()
             self._model_generation = item.generation

@@ -244,9 +244,11 @@ def classify_source(
         "window_ms": pipeline.step_us * pipeline.steps_per_window / 1000,
         "ground_truth": truth_name,
         "events_in": metrics.events_in,
+        "events_binned": metrics.events_binned,
         "windows": metrics.windows_done,
         "dropped_windows": metrics.dropped_windows,
         "reconnects": int(getattr(src, "reconnects", 0)),
+        "time_jumps": metrics.time_jumps,
         "elapsed_s": round(metrics.elapsed_s, 3),
         "realtime_factor": None if metrics.realtime_factor is None else round(metrics.realtime_factor, 3),
     }

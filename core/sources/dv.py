@@ -6,15 +6,21 @@ pipe in the frames of :mod:`dvsapp.core.sources.dv_wire`): garbage on the wire m
 its process, and it holds the GIL while connecting, so in-process it could take the
 whole app down or freeze it.  When the stream drops (server killed or restarted,
 connection cut or closed mid-packet, garbage, or no data for ``stall_s``), the
-source says why through ``on_status`` and reconnects with exponential backoff;
-timestamps stay non-decreasing across reconnects (a server that restarts its clock
-is shifted to continue where the last session ended).  The source only connects
-out: nothing of the app listens on a port.
+source says why through ``on_status`` and reconnects with exponential backoff.
+Time jumps, within a connection or across a reconnect (the camera restarted, DV
+looping a playback, a restarted server), are cut by
+:class:`~dvsapp.core.sources.timejump.TimeJumpGuard`: every event is delivered,
+a timeline that went back is shifted to continue where the last one ended (so
+timestamps never decrease), and the first packet after a jump is a
+:class:`~dvsapp.core.sources.timejump.RestartPacket` (the pipeline restarts its
+binner and model there).  The source only connects out: nothing of the app
+listens on a port.
 
 Query parameters: ``retries`` (reconnect attempts per drop, default unlimited;
 when they run out the stream ends), ``backoff_s`` (first wait, default 0.1 s,
 doubled up to ``backoff_max_s``, default 2 s), ``stall_s`` (default 5 s; 0 = never
-treat silence as a stall), ``connect_timeout_s`` (default 5 s).
+treat silence as a stall), ``connect_timeout_s`` (default 5 s), ``max_gap_s``
+(a step forward in time larger than this is a jump; default 10 s, 0 = never).
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from dvsapp.core.errors import SourceError
 from dvsapp.core.events import EVENT_DTYPE, Packet, SensorSize, concat
 from dvsapp.core.sources.base import Source, SourceURI
 from dvsapp.core.sources.dv_wire import EVENTS, HEADER, STOPPED, dv_store_to_events, read_frame
+from dvsapp.core.sources.timejump import RestartPacket, TimeJumpGuard
 
 __all__ = ["DvNetworkSource", "dv_store_to_events", "open_dv_source"]
 
@@ -214,6 +221,8 @@ class DvNetworkSource(Source):
         A quiet scene also sends nothing, so keep it well above the quietest spell.
     connect_timeout_s : float
         Longest wait for a server to answer a connection, seconds.
+    max_gap_s : float or None
+        A step forward in stream time larger than this is a time jump (``None``: never).
 
     Raises
     ------
@@ -234,6 +243,7 @@ class DvNetworkSource(Source):
         stall_s: float = 5.0,
         connect_timeout_s: float = 5.0,
         poll_s: float = 0.02,
+        max_gap_s: float | None = 10.0,
         uri: str | None = None,
     ) -> None:
         self.host = host
@@ -247,7 +257,8 @@ class DvNetworkSource(Source):
         self.reconnects = 0
         self.stalls = 0
         self.events_received = 0
-        self.out_of_order = 0
+        self.out_of_order = 0  # events within the guard's jitter that arrived after their time was delivered
+        self.jump_guard = TimeJumpGuard(max_gap_us=None if not max_gap_s else round(max_gap_s * 1e6))
         self.last_drop_reason: str | None = None
         text = uri or f"dv://{host}:{self.port}"
         self._reader: _ReaderProcess | None = self._connect(text)
@@ -312,10 +323,15 @@ class DvNetworkSource(Source):
 
     async def _packets(self) -> AsyncIterator[Packet]:
         until_us: int | None = None  # stream time delivered so far
-        offset_us = 0  # shift of the current session
-        new_session = True
         held = None  # events sharing the newest timestamp, held until time moves past it
+        restart = None  # the time jump the next packet starts with
         last_data = time.monotonic()
+
+        def packet(events, until: int) -> Packet:
+            nonlocal restart
+            jump, restart = restart, None
+            return Packet(events, until) if jump is None else RestartPacket(events, until, jump=jump)
+
         while not self._closed:
             if self._reader is None:
                 break
@@ -328,13 +344,12 @@ class DvNetworkSource(Source):
             if got is _DISCONNECTED:
                 if held is not None and len(held):  # the session is over: its last timestamp is complete
                     until_us = int(held["t"][-1]) + 1
-                    yield Packet(held, until_us)
+                    yield packet(held, until_us)
                     held = None
                 why = await asyncio.to_thread(self._drop_reader)
                 if self._closed or not await self._reconnect(why):
                     break
                 last_data = time.monotonic()
-                new_session = True
                 continue
             if got:
                 last_data = now
@@ -342,38 +357,36 @@ class DvNetworkSource(Source):
                 continue
             if not got:
                 continue
-            events = concat(got)
-            if new_session:
-                first = int(events["t"][0])
-                if until_us is not None and first + offset_us < until_us:
-                    offset_us = until_us - first
-                new_session = False
-            if offset_us:
-                events = events.copy()
-                events["t"] += offset_us
-            t = events["t"]
-            if len(t) > 1 and (np.diff(t) < 0).any():  # a misbehaving sender
-                events = events[np.argsort(t, kind="stable")]
+            for events, jump in self.jump_guard.split(concat(got)):
+                if jump is not None:  # a new timeline: the old one's last timestamp is complete
+                    if held is not None and len(held):
+                        until_us = int(held["t"][-1]) + 1
+                        yield packet(held, until_us)
+                    held = None
+                    restart = jump
                 t = events["t"]
-            if until_us is not None and t[0] < until_us:
-                keep = t >= until_us
-                self.out_of_order += int(len(t) - keep.sum())
-                events = events[keep]
-                t = events["t"]
-            self.events_received += len(events)
-            if held is not None:
-                events = concat([held, events])
-                t = events["t"]
-            if not len(events):
-                continue
-            cut = int(np.searchsorted(t, t[-1], side="left"))
-            held = events[cut:]
-            if cut == 0:
-                continue
-            until_us = int(t[-1])
-            yield Packet(events[:cut], until_us)
+                if len(t) > 1 and (np.diff(t) < 0).any():  # reordered within the guard's jitter
+                    events = events[np.argsort(t, kind="stable")]
+                    t = events["t"]
+                if until_us is not None and t[0] < until_us:
+                    keep = t >= until_us
+                    self.out_of_order += int(len(t) - keep.sum())
+                    events = events[keep]
+                    t = events["t"]
+                self.events_received += len(events)
+                if held is not None:
+                    events = concat([held, events])
+                    t = events["t"]
+                if not len(events):
+                    continue
+                cut = int(np.searchsorted(t, t[-1], side="left"))
+                held = events[cut:]
+                if cut == 0:
+                    continue
+                until_us = int(t[-1])
+                yield packet(events[:cut], until_us)
         if held is not None and len(held):
-            yield Packet(held, int(held["t"][-1]) + 1)
+            yield packet(held, int(held["t"][-1]) + 1)
 
     def close(self) -> None:
         super().close()
@@ -394,5 +407,6 @@ def open_dv_source(uri: SourceURI) -> DvNetworkSource:
         backoff_max_s=uri.number("backoff_max_s", 2.0),
         stall_s=uri.number("stall_s", 5.0),
         connect_timeout_s=uri.number("connect_timeout_s", 5.0),
+        max_gap_s=uri.number("max_gap_s", 10.0) or None,
         uri=uri.text,
     )
