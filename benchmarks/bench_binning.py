@@ -231,7 +231,8 @@ def main() -> None:
         f"python {platform.python_version()}, numpy {np.__version__}, numba {numba.__version__}, "
         f"tonic {tonic.__version__}, torch {torch.__version__}, {platform.machine()}, "
         f"{os.cpu_count()} cpus visible, one thread ({' '.join(f'{k}={v}' for k, v in threads.items())}), "
-        f"{args.clock} time, min (median) of {args.repeat} (tonic {args.tonic_repeat}); "
+        f"{args.clock} time, min (median) of {args.repeat} runs ({args.hd_repeat} for HD; tonic "
+        f"{args.tonic_repeat}); "
         f"load average {os.getloadavg()[0]:.1f}"
     )
     print(header)
