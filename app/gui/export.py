@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,17 +24,10 @@ import cv2
 import numpy as np
 
 from dvsapp.app.gui.render import (
-    TAP_NAMES,
+    FrameComposer,
     PixelBuffer,
-    class_colour,
     draw_rect_outline,
-    frames_to_rgb,
-    heatmap_rgb,
-    input_preview_rgb,
-    overlay_heatmap,
     render_events_rgb,
-    taps_to_numpy,
-    token_grid_shape,
 )
 from dvsapp.core.atomic import atomic_path
 from dvsapp.core.errors import ConfigError, EventFileError, OutputExistsError
@@ -86,145 +79,6 @@ class ExportSummary:
     frames: int
     windows: int
     duration_s: float
-
-
-def _fit(img: np.ndarray, w: int, h: int, *, nearest: bool = True) -> np.ndarray:
-    """Scale ``img`` to fit ``w x h`` keeping the aspect ratio, centred on a dark canvas."""
-    canvas = np.full((h, w, 3), 20, np.uint8)
-    if img.size == 0:
-        return canvas
-    ih, iw = img.shape[:2]
-    s = min(w / iw, h / ih)
-    nw, nh = max(1, int(iw * s)), max(1, int(ih * s))
-    interp = cv2.INTER_NEAREST if nearest else cv2.INTER_AREA
-    small = cv2.resize(img, (nw, nh), interpolation=interp)
-    y0, x0 = (h - nh) // 2, (w - nw) // 2
-    canvas[y0 : y0 + nh, x0 : x0 + nw] = small
-    return canvas
-
-
-def _text(
-    img: np.ndarray, text: str, xy: tuple[int, int], scale: float = 0.5, colour=(220, 220, 220), thick=1
-):
-    cv2.putText(img, text, xy, FONT, scale, colour, thick, cv2.LINE_AA)
-
-
-def draw_probabilities(
-    probs: np.ndarray | None, class_names: Sequence[str], class_id: int | None, w: int, h: int
-) -> np.ndarray:
-    """Top label, confidence and one bar per class, as an RGB panel ``[h, w, 3]``."""
-    panel = np.full((h, w, 3), 24, np.uint8)
-    if probs is None or class_id is None:
-        _text(panel, "waiting for the first window...", (10, 30), 0.6)
-        return panel
-    name = class_names[class_id] if class_id < len(class_names) else str(class_id)
-    _text(panel, name.replace("_", " "), (10, 34), 0.9, class_colour(class_id), 2)
-    _text(panel, f"confidence {float(probs[class_id]):.0%}", (10, 58), 0.5)
-    n = len(probs)
-    top = 70
-    row_h = max(8, (h - top - 6) // max(n, 1))
-    label_w = min(190, w // 2)
-    for i, p in enumerate(probs):
-        y = top + i * row_h
-        colour = class_colour(i) if i == class_id else (90, 110, 140)
-        bar = int((w - label_w - 16) * float(np.clip(p, 0, 1)))
-        cv2.rectangle(panel, (label_w, y + 2), (label_w + bar, y + row_h - 3), colour, -1)
-        label = class_names[i] if i < len(class_names) else str(i)
-        _text(panel, label[:22], (6, y + row_h - 5), min(0.42, row_h / 30), (200, 200, 200))
-    return panel
-
-
-def draw_attention(taps, frames: np.ndarray | None, w: int, h: int, token_hw=None) -> np.ndarray:
-    """Q/K/V/out heatmaps of block 0 (head mean, averaged over timesteps) on the model input."""
-    panel = np.full((h, w, 3), 24, np.uint8)
-    data = taps_to_numpy(taps) if taps is not None else {}
-    if not data:
-        _text(panel, "no attention taps", (10, 24), 0.5)
-        return panel
-    named = data[sorted(data)[0]]
-    base = input_preview_rgb(frames) if frames is not None else None
-    tile_w = w // 4
-    for i, name in enumerate(TAP_NAMES):
-        if name not in named:
-            continue
-        per_tok = named[name].mean(axis=(0, 1))  # [N]
-        hw = token_hw if token_hw and token_hw[0] * token_hw[1] == len(per_tok) else None
-        if hw is None:
-            aspect = base.shape[1] / base.shape[0] if base is not None else 1.0
-            hw = token_grid_shape(len(per_tok), aspect)
-        grid = per_tok.reshape(hw)
-        vmax = max(float(grid.max()), 1e-3)
-        rgb = overlay_heatmap(base, grid, vmax=vmax) if base is not None else heatmap_rgb(grid, vmax=vmax)
-        tile = _fit(rgb, tile_w - 6, h - 26)
-        panel[22 : 22 + tile.shape[0], i * tile_w + 3 : i * tile_w + 3 + tile.shape[1]] = tile
-        _text(panel, f"{name} {float(named[name].mean()):.3f}", (i * tile_w + 6, 16), 0.45)
-    return panel
-
-
-def draw_timeline(
-    rows: dict[str, list[tuple[int, int, int]]], t0_us: int, t1_us: int, cursor_us: int, w: int, h: int
-) -> np.ndarray:
-    """Named strips of ``(class_id, start_us, end_us)`` bands over ``[t0_us, t1_us]`` with a cursor."""
-    panel = np.full((h, w, 3), 24, np.uint8)
-    label_w = 90
-    span = max(1, t1_us - t0_us)
-
-    def x_of(t: int) -> int:
-        return label_w + int((w - label_w - 4) * (t - t0_us) / span)
-
-    row_h = max(10, (h - 16) // max(1, len(rows)))
-    for r, (name, segs) in enumerate(rows.items()):
-        y = 4 + r * row_h
-        _text(panel, name, (4, y + row_h - 6), 0.45)
-        for cid, a, b in segs:
-            cv2.rectangle(
-                panel, (x_of(a), y + 2), (max(x_of(a) + 1, x_of(b)), y + row_h - 3), class_colour(cid), -1
-            )
-    cx = x_of(cursor_us)
-    cv2.line(panel, (cx, 0), (cx, h - 1), (255, 80, 80), 2)
-    _text(panel, f"{(cursor_us - t0_us) / 1e6:.2f} s", (min(cx + 4, w - 70), h - 4), 0.4)
-    return panel
-
-
-class FrameComposer:
-    """Lays the panels out on one ``size_wh`` RGB frame (pure numpy/OpenCV)."""
-
-    def __init__(self, size_wh: tuple[int, int], class_names: Sequence[str]) -> None:
-        self.w, self.h = size_wh
-        self.class_names = list(class_names)
-
-    def compose(
-        self,
-        events_rgb: np.ndarray,
-        *,
-        result=None,
-        token_hw=None,
-        rows: dict[str, list[tuple[int, int, int]]],
-        t_range_us: tuple[int, int],
-        cursor_us: int,
-        title: str = "",
-    ) -> np.ndarray:
-        w, h = self.w, self.h
-        frame = np.full((h, w, 3), 16, np.uint8)
-        left_w = int(w * 0.52)
-        tl_h = max(60, h // 9)
-        ts_h = max(60, h // 7)
-        ev_h = h - tl_h - ts_h
-        frame[0:ev_h, 0:left_w] = _fit(events_rgb, left_w, ev_h)
-        _text(frame, title, (8, 20), 0.5)
-        prob_h = int(ev_h * 0.5)
-        if result is not None:
-            pred = result.prediction
-            probs, cid, frames = np.asarray(pred.probs), int(pred.class_id), result.window.frames
-            taps = getattr(pred, "taps", None)
-        else:
-            probs, cid, frames, taps = None, None, None, None
-        frame[0:prob_h, left_w:w] = draw_probabilities(probs, self.class_names, cid, w - left_w, prob_h)
-        frame[prob_h:ev_h, left_w:w] = draw_attention(taps, frames, w - left_w, ev_h - prob_h, token_hw)
-        if frames is not None:
-            frame[ev_h : ev_h + ts_h, 0:w] = _fit(frames_to_rgb(frames), w, ts_h)
-        frame[h - tl_h : h, 0:w] = draw_timeline(rows, t_range_us[0], t_range_us[1], cursor_us, w, tl_h)
-        return frame
 
 
 def export_video(
