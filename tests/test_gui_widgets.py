@@ -137,6 +137,11 @@ def test_firing_rate_legend_is_outside_the_plot(qtbot):
         view.update_taps(_taps(0.5, 0.3), None, 100_000 * (k + 1))
     plot = view._rate_plot
     assert plot.legend is None  # no legend box over the curves
-    title = plot.titleLabel.text
-    assert all(name in title for name in TAP_NAMES)
+    legend = view._rate_legend
+    assert all(f"{name}</span>" in legend.text for name in TAP_NAMES)
+    below = (
+        legend.mapRectToScene(legend.boundingRect()).top()
+        >= plot.vb.mapRectToScene(plot.vb.boundingRect()).bottom()
+    )
+    assert below, "the legend overlaps the curves"
     assert all(len(curve.getData()[0]) == 5 for curve in view._rate_curves.values())

@@ -468,3 +468,37 @@ def test_at_1600x1000_the_segment_table_and_class_list_are_not_clipped(qtbot, re
         assert window.event_view.width() > 700  # the events keep most of the window
     finally:
         app.setFont(font)
+
+
+def test_screenshot_of_the_labeler(qtbot, tmp_path):
+    """A PNG of the labeler at 1600x1000 on the bundled recording (``$DVSAPP_LABELER_SCREENSHOT`` names it)."""
+    import os
+    from pathlib import Path
+
+    import numpy as np
+    from conftest import RECORDINGS
+
+    path = RECORDINGS / "gestures.aedat4"
+    if not path.is_file():
+        pytest.skip("needs the bundled recording")
+    window = LabelerWindow(path, ask_on_close=False, recover=False)
+    qtbot.addWidget(window)
+    window.resize(1600, 1000)
+    window.show()
+    qtbot.waitExposed(window)
+    window.select(3, seek=True)  # the air_drums segment, selected, the playhead inside it
+    window.seek(window.doc.segments[3].start_us + 700_000)
+    qtbot.wait(300)
+    out = Path(os.environ.get("DVSAPP_LABELER_SCREENSHOT", tmp_path / "labeler.png"))
+    image = window.grab().toImage()
+    assert image.save(str(out))
+    rgb = image.convertToFormat(QtGui.QImage.Format.Format_RGB888)
+    pixels = np.frombuffer(rgb.constBits(), np.uint8).reshape(rgb.height(), rgb.bytesPerLine())
+    pixels = pixels[:, : rgb.width() * 3].reshape(rgb.height(), rgb.width(), 3)
+    view = window.event_view
+    corner = view.mapTo(window, QtCore.QPoint(0, 0))
+    ratio = rgb.width() / window.width()
+    x0, y0 = int(corner.x() * ratio), int(corner.y() * ratio)
+    area = pixels[y0 : y0 + int(view.height() * ratio), x0 : x0 + int(view.width() * ratio)].astype(int)
+    lit = (area.max(axis=2) > 80).sum()
+    assert lit > 300, f"the event view shows {lit} lit pixels"

@@ -96,7 +96,7 @@ class Timeline(QtWidgets.QWidget):
         # which colour is which class, for the classes the strips show
         self.legend = QtWidgets.QLabel()
         self.legend.setWordWrap(True)
-        self.legend.setStyleSheet("color: #c8c8c8; font-size: 8pt; padding-left: 82px;")
+        self.legend.setStyleSheet("font-size: 8pt; padding-left: 82px;")  # the palette's text colour
         self.legend.setToolTip("colours of the prediction and truth strips")
         self._class_names: list[str] = []
 

@@ -183,7 +183,7 @@ class AttentionView(QtWidgets.QWidget):
         self._maps: dict[str, pg.ImageItem] = {}
         self._map_boxes: dict[str, pg.ViewBox] = {}
         for i, name in enumerate(TAP_NAMES):
-            vb, img = _image_box(self._glw, 0, i, title=name.upper() if name != "out" else "attention out")
+            vb, img = _image_box(self._glw, 0, i, title=name.upper())  # Q K V OUT: equal columns
             self._maps[name], self._map_boxes[name] = img, vb
         # one colour scale for the four maps: the fraction of the head's channels that spiked
         self._scale_plot = self._glw.addPlot(row=1, col=len(TAP_NAMES))
@@ -194,24 +194,33 @@ class AttentionView(QtWidgets.QWidget):
         self._scale_plot.showAxis("right")
         self._scale_plot.getAxis("right").setWidth(38)
         self._scale_plot.getAxis("right").setStyle(tickFont=_small_font())
-        self._scale_plot.setMaximumWidth(56)
+        self._scale_plot.setMinimumWidth(52)
+        self._scale_plot.setMaximumWidth(52)
+        self._glw.ci.layout.setColumnFixedWidth(len(TAP_NAMES), 52)
+        for col in range(len(TAP_NAMES)):  # the four maps equally wide
+            self._glw.ci.layout.setColumnStretchFactor(col, 1)
         self._scale_plot.setToolTip("colour scale of the maps: share of the head's channels spiking")
         self._scale_img = pg.ImageItem(colour_ramp_rgb(128)[::-1])  # row 0 at the bottom of the plot
         self._scale_plot.addItem(self._scale_img)
         self.scale_vmax = 0.0
         self._set_scale(1.0)
-        self._raster_plot = self._glw.addPlot(row=2, col=0, colspan=2, title="raster (token x timestep)")
+        # the raster and the rate trace in a layout of their own, so their widths do not
+        # skew the map columns above
+        self._plots_glw = pg.GraphicsLayoutWidget()
+        self._plots_glw.setBackground((20, 20, 24))
+        self._raster_plot = self._plots_glw.addPlot(row=0, col=0, title="raster (token x timestep)")
         self._raster_plot.hideButtons()
         self._raster_plot.setMouseEnabled(x=False, y=False)
         self._raster_plot.invertY(True)
         self._raster_img = pg.ImageItem()
         self._raster_plot.addItem(self._raster_img)
-        # the legend is the title (coloured names): inside the plot it covered the lines
-        legend = "&nbsp; ".join(
+        self._rate_plot = self._plots_glw.addPlot(row=0, col=1, title="firing rate per window")
+        self._rate_plot.hideButtons()
+        # the legend is a line of coloured names under the plot: inside it, it covered the curves
+        legend = "&nbsp;&nbsp; ".join(
             f"<span style='color: rgb{TAP_COLOURS[n]}'>&#9472;&#9472; {n}</span>" for n in TAP_NAMES
         )
-        self._rate_plot = self._glw.addPlot(row=2, col=2, colspan=3, title=f"firing rate per window {legend}")
-        self._rate_plot.hideButtons()
+        self._rate_legend = self._plots_glw.addLabel(legend, row=1, col=1, size="8pt")
         self._rate_curves = {
             name: self._rate_plot.plot([], [], pen=pg.mkPen(TAP_COLOURS[name], width=1), name=name)
             for name in TAP_NAMES
@@ -226,7 +235,8 @@ class AttentionView(QtWidgets.QWidget):
         layout.setContentsMargins(2, 2, 2, 2)
         layout.addWidget(self._info)
         layout.addLayout(bar)
-        layout.addWidget(self._glw, 1)
+        layout.addWidget(self._glw, 3)
+        layout.addWidget(self._plots_glw, 2)
 
         self._attention_name = "?"
         self._raster: deque[np.ndarray] = deque(maxlen=self.HISTORY_STEPS)
