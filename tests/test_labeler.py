@@ -325,7 +325,9 @@ def test_prediction_strip_runs_in_a_worker(qtbot, recording, monkeypatch):
     qtbot.waitUntil(lambda: len(window.timeline.predictions) > 0, timeout=10_000)
     preds = window.timeline.predictions
     assert [p.class_id for p in preds] == [0, 1, 2, 3, 0]  # 2 s per class over 10 s
-    assert preds[0].start_us == recording.time_range_us[0]
+    assert (
+        preds[0].start_us == recording.time_range_us[0]
+    )  # windows on the live grid, clipped to the recording
     assert window.predict_button.isEnabled()
     assert window.doc.segments == ()  # predictions never edit the labels by themselves
     window.doc.add(5, 2_500_000, 3_000_000)

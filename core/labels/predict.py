@@ -79,12 +79,21 @@ def predict_segments(
     probability is below ``min_confidence`` get no segment (the strip has a gap
     there).  Consecutive touching windows of one class merge
     (:func:`dvsapp.core.labels.segments.append_run`).  When ``should_stop`` ends the
-    run early, what was found so far is returned.
+    run early, what was found so far is returned.  Windows lie on the live window grid
+    (the first one may start before the first event); segments are clipped to
+    ``time_range_us`` (default: the first to the last event) so they lie inside the recording.
     """
+    if time_range_us is not None:
+        lo, hi = int(time_range_us[0]), int(time_range_us[1])
+    elif len(events):
+        lo, hi = int(events["t"][0]), int(events["t"][-1]) + 1
+    else:
+        lo, hi = 0, 0
     runs: list[Run] = []
     for window, pred in classify_windows(
         events, sensor_size, classifier, time_range_us=time_range_us, should_stop=should_stop
     ):
-        if pred.confidence >= min_confidence:
-            append_run(runs, pred.class_id, window.t_start_us, window.t_end_us)
+        start, end = max(window.t_start_us, lo), min(window.t_end_us, hi)
+        if pred.confidence >= min_confidence and end > start:
+            append_run(runs, pred.class_id, start, end)
     return [Segment(*r) for r in runs]
