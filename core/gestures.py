@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 GESTURE_CLASSES: tuple[str, ...] = (
     "hand_clapping",
     "right_hand_wave",
@@ -33,3 +35,10 @@ REVERSAL_PAIRS: dict[int, int] = {3: 4, 4: 3, 5: 6, 6: 5}
 def reversed_class(index: int) -> int:
     """The class a gesture becomes when its motion is played backwards (itself if symmetric)."""
     return REVERSAL_PAIRS.get(index, index)
+
+
+def labels_path_for(recording) -> Path:
+    """DVS Gesture's label-file naming: ``<stem>_labels.csv`` beside the recording
+    (``user01_led.aedat`` -> ``user01_led_labels.csv``)."""
+    p = Path(recording)
+    return p.with_name(f"{p.stem}_labels.csv")

@@ -70,10 +70,6 @@ KNOWN_VIOLATIONS: dict[tuple[str, str], str] = {
     # module, imported module or package), with the owner who removes it.  The test
     # fails on every other violation, and on an entry here that no longer happens, so
     # this list only shrinks.  Keep it short.
-    ("dvsapp.core.io.info", "dvsapp.core.labels"): (
-        "io owner: `dvsapp info` names the labels file beside a recording via labels_path_for; "
-        "the io layer is below labels"
-    ),
 }
 
 QT_MODULES = ("PySide6", "PyQt5", "PyQt6", "pyqtgraph", "qtpy", "superqt")

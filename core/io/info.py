@@ -9,9 +9,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from dvsapp.core.events import TRIGGER_FALLING, TRIGGER_RISING
+from dvsapp.core.gestures import labels_path_for
 from dvsapp.core.io import open_events
 from dvsapp.core.io.base import DEFAULT_CHUNK_EVENTS
-from dvsapp.core.labels import labels_path_for
 
 
 @dataclass(frozen=True)

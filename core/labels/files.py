@@ -47,7 +47,7 @@ import numpy as np
 
 from dvsapp.core.atomic import atomic_path, output_error, target_mode
 from dvsapp.core.errors import DvsAppError, LabelError, OutputError
-from dvsapp.core.gestures import GESTURE_CLASSES
+from dvsapp.core.gestures import GESTURE_CLASSES, labels_path_for
 from dvsapp.core.labels.segments import (
     INT64_MAX,
     INT64_MIN,
@@ -252,12 +252,6 @@ def read_name_list(path: PathLike) -> list[str]:
 
 
 # --------------------------------------------------------------------------- file locations
-
-
-def labels_path_for(recording: PathLike) -> Path:
-    """``<stem>_labels.csv`` beside the recording (``user01.aedat`` -> ``user01_labels.csv``)."""
-    p = Path(recording)
-    return p.with_name(f"{p.stem}_labels.csv")
 
 
 def sidecar_path_for(recording: PathLike) -> Path:
