@@ -414,6 +414,25 @@ class Crop:
             raise ConfigError(f"crop box {self} needs x, y >= 0 and width, height > 0")
 
     @classmethod
+    def parse(cls, text: str) -> Crop:
+        """Parse the command line's ``"X,Y,WIDTH,HEIGHT"``."""
+        try:
+            x0, y0, w, h = (int(v) for v in text.split(","))
+        except ValueError:
+            raise ConfigError(f"crop {text!r} is not X,Y,WIDTH,HEIGHT (integers)") from None
+        if x0 < 0 or y0 < 0 or w <= 0 or h <= 0:
+            raise ConfigError(f"crop {text!r} needs X,Y >= 0 and WIDTH,HEIGHT > 0")
+        return cls(x0, y0, w, h)
+
+    def check_fits(self, in_size: SensorSize | Sequence[int]) -> None:
+        """``ConfigError`` when the box does not lie inside a sensor of ``in_size``."""
+        if self.x + self.width > in_size[0] or self.y + self.height > in_size[1]:
+            raise ConfigError(
+                f"crop {self.x},{self.y},{self.width},{self.height} does not fit the "
+                f"{in_size[0]}x{in_size[1]} sensor"
+            )
+
+    @classmethod
     def centered(cls, in_size: SensorSize | Sequence[int], width: int, height: int) -> Crop:
         """The centred box of ``width`` x ``height`` (tonic's ``CenterCrop`` offsets)."""
         return cls(max(0, (in_size[0] - width) // 2), max(0, (in_size[1] - height) // 2), width, height)

@@ -85,7 +85,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Convert SRC to DST, streaming (memory bounded by a chunk, not the file)."""
         from dvsapp.core.atomic import check_writable
-        from dvsapp.core.io.convert import Crop
+        from dvsapp.core.filters import Crop
         from dvsapp.core.io.convert import convert as run_convert
 
         check_writable(

@@ -20,67 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from dvsapp.core.errors import ConfigError
 from dvsapp.core.events import SensorSize
+from dvsapp.core.filters import Crop, Downsample
 from dvsapp.core.io import open_events, open_writer
 from dvsapp.core.io.base import DEFAULT_CHUNK_EVENTS
-
-
-@dataclass(frozen=True)
-class Crop:
-    """Keep the window ``x0 <= x < x0 + width``, ``y0 <= y < y0 + height`` (pixels), shifted to 0."""
-
-    x0: int
-    y0: int
-    width: int
-    height: int
-
-    @classmethod
-    def parse(cls, text: str) -> Crop:
-        """Parse ``"X,Y,W,H"``."""
-        try:
-            x0, y0, w, h = (int(v) for v in text.split(","))
-        except ValueError:
-            raise ConfigError(f"crop {text!r} is not X,Y,WIDTH,HEIGHT (integers)") from None
-        if x0 < 0 or y0 < 0 or w <= 0 or h <= 0:
-            raise ConfigError(f"crop {text!r} needs X,Y >= 0 and WIDTH,HEIGHT > 0")
-        return cls(x0, y0, w, h)
-
-    def out_size(self, in_size: SensorSize) -> SensorSize:
-        if self.x0 + self.width > in_size.width or self.y0 + self.height > in_size.height:
-            raise ConfigError(
-                f"crop {self.x0},{self.y0},{self.width},{self.height} does not fit the {in_size} sensor"
-            )
-        return SensorSize(self.width, self.height, in_size.polarities)
-
-    def __call__(self, events: np.ndarray) -> np.ndarray:
-        x, y = events["x"], events["y"]
-        keep = (x >= self.x0) & (x < self.x0 + self.width) & (y >= self.y0) & (y < self.y0 + self.height)
-        out = events[keep]  # a copy: the caller's array is never modified
-        out["x"] -= self.x0
-        out["y"] -= self.y0
-        return out
-
-
-@dataclass(frozen=True)
-class Downsample:
-    """Integer spatial downsampling: ``x // factor``, ``y // factor`` (every event kept)."""
-
-    factor: int
-
-    def __post_init__(self) -> None:
-        if int(self.factor) < 1:
-            raise ConfigError(f"downsample factor must be >= 1, got {self.factor}")
-
-    def out_size(self, in_size: SensorSize) -> SensorSize:
-        f = int(self.factor)
-        return SensorSize(-(-in_size.width // f), -(-in_size.height // f), in_size.polarities)
-
-    def __call__(self, events: np.ndarray) -> np.ndarray:
-        out = events.copy()
-        out["x"] //= self.factor
-        out["y"] //= self.factor
-        return out
 
 
 @dataclass(frozen=True)
@@ -131,12 +74,13 @@ def convert(
     reader = open_events(in_path)
     size = reader.sensor_size
     ops = []
-    if crop is not None:
-        size = crop.out_size(size)
+    if crop is not None:  # the filters' crop and downsample, the same ones the pipeline uses
+        crop.check_fits(size)
+        size = crop.output_size(size)
         ops.append(crop)
     if int(downsample) != 1:
         ds = Downsample(int(downsample))
-        size = ds.out_size(size)
+        size = ds.output_size(size)
         ops.append(ds)
     total = reader.metadata.get("n_events")
     metadata = {"camera": reader.metadata.get("camera"), "source_format": reader.metadata.get("format")}
