@@ -107,13 +107,18 @@ def _interrupt(proc: subprocess.Popen, within_s: float) -> tuple[int, str, float
     return proc.returncode, err, time.monotonic() - t0
 
 
+#: exit statuses of an interrupted run: 130 from dvsapp; killed by SIGINT (-2, which a shell also
+#: reports as 130) when the signal came before Python installed any handler (nothing had started)
+INTERRUPTED = (0, 130, -signal.SIGINT)
+
+
 @pytest.mark.skipif(not RECORDING.is_file(), reason="needs the bundled recording")
-@pytest.mark.parametrize("delay_s", [0.3, 1.5])
+@pytest.mark.parametrize("delay_s", [0.8, 1.5, 3.0])
 def test_ctrl_c_during_start_up_exits_at_once(tmp_path, delay_s):
     proc, _ = _replay(tmp_path)
-    time.sleep(delay_s)  # importing the commands, torch, Qt, building the window
-    code, err, _ = _interrupt(proc, within_s=10)
-    assert code in (0, 130), err
+    time.sleep(delay_s)  # importing the commands, torch, Qt, building the window, loading the model
+    code, err, _ = _interrupt(proc, within_s=15)
+    assert code in INTERRUPTED, err
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
     assert {p.name for p in tmp_path.iterdir()} <= {"settings.ini"}  # nothing else written
 
@@ -129,7 +134,7 @@ def test_ctrl_c_while_playing_closes_the_window_cleanly(tmp_path):
         time.sleep(0.2)
     time.sleep(2.0)  # playing: windows reach the model, views redraw
     code, err, _ = _interrupt(proc, within_s=20)
-    assert code in (0, 130), err
+    assert code in INTERRUPTED, err
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
     text = settings.read_text(errors="replace")
     assert "geometry" in text  # the window closed the normal way: its layout was saved

@@ -81,9 +81,11 @@ def application():
 class SigintCloser:
     """Ctrl-C (SIGINT) closes the GUI cleanly at any moment.
 
-    Install it before the slow start-up work (imports, model loading): until a window
-    is attached a Ctrl-C stops the start-up with ``KeyboardInterrupt`` (nothing is
-    open, nothing written; the CLI says ``interrupted``, exit 130).  Once
+    Install it before the slow start-up work (imports, model loading): until the
+    ``QApplication`` exists a Ctrl-C stops the start-up with ``KeyboardInterrupt``
+    (nothing is open, nothing written; the CLI says ``interrupted``, exit 130); while
+    the window is being built it is remembered and the window closes as soon as it is
+    attached (an exception there could land inside a call from Qt and be dropped).  Once
     :meth:`attach`-ed, a Ctrl-C asks Qt to close the window, exactly as its close
     button does (the worker stops, recordings are finished or removed, settings
     saved); a second Ctrl-C quits the event loop.  A periodic timer lets Python run
@@ -121,7 +123,12 @@ class SigintCloser:
     def _handle(self, signum, frame) -> None:
         self.requested += 1
         if self._window is None:
-            raise KeyboardInterrupt
+            qt = sys.modules.get("PySide6.QtWidgets")
+            if qt is None or qt.QApplication.instance() is None:
+                raise KeyboardInterrupt  # still importing: plain Python, stop right here
+            # building the window: this may run inside a call from Qt, where an exception would
+            # be printed and dropped; the window is closed as soon as it is attached instead
+            return
         from PySide6 import QtCore, QtWidgets
 
         if self.requested == 1:
@@ -180,6 +187,9 @@ def run_gui(
     except BaseException:
         closer.restore()
         raise
+    if closer.interrupted:  # Ctrl-C while the window was being built: nothing started yet
+        closer.restore()
+        return INTERRUPTED
     window.loop_check.setChecked(loop)
     window.set_speed(speed)
     window.show()

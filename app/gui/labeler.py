@@ -1003,7 +1003,7 @@ def run_labeler(
     Ctrl-C closes the window at any moment (unsaved edits stay in the autosave sidecar,
     offered for recovery on the next open); the status is then 130.
     """
-    from dvsapp.app.gui.app import SigintCloser, application, exec_window
+    from dvsapp.app.gui.app import INTERRUPTED, SigintCloser, application, exec_window
 
     closer = SigintCloser()
     try:
@@ -1012,5 +1012,8 @@ def run_labeler(
     except BaseException:
         closer.restore()
         raise
+    if closer.interrupted:  # Ctrl-C while the window was being built
+        closer.restore()
+        return INTERRUPTED
     window.show()
     return exec_window(window, closer)

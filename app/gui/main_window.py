@@ -675,15 +675,13 @@ class MainWindow(QtWidgets.QMainWindow):
             "(Norse) classifying gestures live, with the attention neurons' firing on show.",
         )
 
-    #: seconds a close waits for the worker: long enough to finish a recording's file, short
-    #: enough that a session still loading its model (reading only) does not hold the window
-    CLOSE_WAIT_S = 2.0
-    CLOSE_WAIT_RECORDING_S = 10.0
+    #: seconds a close waits for the worker to end: a playing session stops within a window, one
+    #: still starting stops once its model and source are open, a recording finishes its file
+    CLOSE_WAIT_S = 10.0
 
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:  # noqa: N802 (Qt naming)
         self._timer.stop()
-        recording = self.record_button.isChecked()
-        self.worker.stop(timeout_s=self.CLOSE_WAIT_RECORDING_S if recording else self.CLOSE_WAIT_S)
+        self.worker.stop(timeout_s=self.CLOSE_WAIT_S)
         self.save_settings()
         super().closeEvent(event)
 
