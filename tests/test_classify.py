@@ -317,7 +317,7 @@ def _classify_damaged(tmp_path, damage, word: str) -> tuple[list[dict], list[dic
     full = list(csv.DictReader(good.open()))
     # the windows before the damage (60 % into the file) were classified, exactly as in the intact file
     assert len(full) // 3 < len(kept) < len(full)
-    keys = ("window", "t_end_us", "n_events", "class_id", "confidence")
+    keys = ("window", "t_us", "n_events", "class_id", "confidence")
     for a, b in zip(kept[:-1], full):
         assert {k: a[k] for k in keys} == {k: b[k] for k in keys}
     assert len(run.stdout.splitlines()) == len(kept)  # the JSON lines printed match the CSV

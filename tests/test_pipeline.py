@@ -456,3 +456,23 @@ def test_event_recorder_writes_from_its_own_thread(tmp_path):
     capped.write(ev[8:20])
     capped.close()
     assert capped.n_events + capped.dropped_events == 20 and capped.dropped_events in (0, 12)
+
+
+def test_csv_and_json_predictions_name_their_fields_alike(tmp_path):
+    """The CSV sink's columns are the JSON lines' keys (one name for each field)."""
+    import io
+    import json
+
+    from dvsapp.core.pipeline.sinks import CSV_COLUMNS, CsvSink, JsonLinesSink
+
+    pred = Prediction(160_000, np.array([0.25, 0.75], np.float32), "b", 1, 0.75, window_index=2)
+    buf = io.StringIO()
+    csv_path = tmp_path / "p.csv"
+    csv_sink, json_sink = CsvSink(csv_path), JsonLinesSink(buf)
+    asyncio.run(csv_sink.consume(None, pred))
+    asyncio.run(json_sink.consume(None, pred))
+    csv_sink.close()
+    header, row = (line.split(",") for line in csv_path.read_text().splitlines())
+    keys = json.loads(buf.getvalue().splitlines()[0])
+    assert header == list(CSV_COLUMNS) and set(header) <= set(keys)
+    assert dict(zip(header, row))["t_us"] == str(keys["t_us"]) == "160000"

@@ -131,7 +131,7 @@ class JsonLinesSink:
 CSV_COLUMNS = (
     "window",
     "t_start_us",
-    "t_end_us",
+    "t_us",
     "n_events",
     "label",
     "class_id",
@@ -143,7 +143,8 @@ CSV_COLUMNS = (
 class CsvSink:
     """Predictions to a CSV file, written and flushed line by line (a crash keeps what came before).
 
-    Columns: ``window,t_start_us,t_end_us,n_events,label,class_id,confidence,latency_ms``.
+    Columns: ``window,t_start_us,t_us,n_events,label,class_id,confidence,latency_ms``, named as in
+    the JSON lines (:meth:`Prediction.as_dict`; ``t_us`` is the window's end, the prediction's time).
 
     Raises
     ------
