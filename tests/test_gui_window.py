@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import threading
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 pytest.importorskip("pytestqt")
 
 from conftest import RECORDINGS  # noqa: E402
-from PySide6 import QtCore, QtGui  # noqa: E402
+from PySide6 import QtCore, QtGui, QtWidgets  # noqa: E402
 
 from dvsapp.core.gestures import GESTURE_CLASSES  # noqa: E402
 
@@ -66,7 +67,16 @@ def window(qtbot, tmp_path, monkeypatch):
     win.show()
     qtbot.waitExposed(win)
     yield win
-    win.close()
+    win.close()  # stops and joins the worker thread
+    # Destroy the C++ window now, on the Qt thread, while no worker runs: left to the
+    # garbage collector, the wrapper may die on a later test's worker thread, and
+    # PySide then deletes it from that test's main thread while the worker holds a
+    # signal mutex (a deadlock seen once in CI-like runs).
+    win.deleteLater()
+    QtWidgets.QApplication.processEvents()
+    QtCore.QCoreApplication.sendPostedEvents(None, QtCore.QEvent.Type.DeferredDelete)
+    del win
+    gc.collect()
 
 
 def _wait_results(qtbot, win, n: int = 1) -> None:
