@@ -255,6 +255,18 @@ def empty_triggers(n: int = 0) -> np.ndarray:
     return np.zeros(n, dtype=TRIGGER_DTYPE)
 
 
+def trigger_lookup(codes: dict[int, tuple[int, int]], size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Lookup arrays for a format's trigger codes: ``(channel[code], value[code])``, channel -1 if unknown.
+
+    ``codes`` maps a format's code to its ``(channel, value)`` in :data:`TRIGGER_DTYPE`.
+    """
+    channel = np.full(size, -1, dtype=np.int16)
+    value = np.zeros(size, dtype=np.int8)
+    for code, (ch, val) in codes.items():
+        channel[code], value[code] = ch, val
+    return channel, value
+
+
 def make_triggers(t: Sequence | np.ndarray, channel, value) -> np.ndarray:
     """Build a trigger array from columns (copied and cast to TRIGGER_DTYPE)."""
     t = np.asarray(t)

@@ -53,6 +53,7 @@ from dvsapp.core.events import (
     concat_triggers,
     empty_events,
     make_triggers,
+    trigger_lookup,
 )
 from dvsapp.core.io import _kernels
 from dvsapp.core.io.base import EventChecker, EventReader
@@ -324,10 +325,7 @@ DV_TRIGGER_TYPES: dict[int, tuple[int, int]] = {
     8: (TRIGGER_APS_EXPOSURE, TRIGGER_RISING),
     9: (TRIGGER_APS_EXPOSURE, TRIGGER_FALLING),
 }
-_DV_CHANNEL = np.full(256, -1, dtype=np.int16)
-_DV_VALUE = np.zeros(256, dtype=np.int8)
-for _code, (_ch, _val) in DV_TRIGGER_TYPES.items():
-    _DV_CHANNEL[_code], _DV_VALUE[_code] = _ch, _val
+_DV_CHANNEL, _DV_VALUE = trigger_lookup(DV_TRIGGER_TYPES, 256)
 MARKER_CHANNELS = (TRIGGER_GENERATOR, TRIGGER_APS_FRAME, TRIGGER_APS_EXPOSURE, TRIGGER_TIMESTAMP_RESET)
 
 

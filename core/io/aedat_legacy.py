@@ -87,6 +87,7 @@ from dvsapp.core.events import (
     empty_events,
     empty_triggers,
     make_triggers,
+    trigger_lookup,
 )
 from dvsapp.core.io import _kernels
 from dvsapp.core.io.base import DEFAULT_CHUNK_EVENTS, EventChecker, EventReader
@@ -416,10 +417,7 @@ SPECIAL31_TRIGGERS: dict[int, tuple[int, int]] = {
     17: (TRIGGER_APS_EXPOSURE, TRIGGER_FALLING),
 }
 
-_SPECIAL_CHANNEL = np.full(128, -1, dtype=np.int16)
-_SPECIAL_VALUE = np.zeros(128, dtype=np.int8)
-for _code, (_ch, _val) in SPECIAL31_TRIGGERS.items():
-    _SPECIAL_CHANNEL[_code], _SPECIAL_VALUE[_code] = _ch, _val
+_SPECIAL_CHANNEL, _SPECIAL_VALUE = trigger_lookup(SPECIAL31_TRIGGERS, 128)
 
 
 def decode_special31(raw: np.ndarray, overflow: int) -> np.ndarray:
