@@ -86,6 +86,16 @@ def _bad_inputs(tmp_path, shared=None):
     raw3.write_bytes(b"% evt 3.0\n% plugin_name ha")  # expelliarmus would loop forever on this
     cases.append(("evt3 header line never ends", raw3, EventFileError, "never ends"))
 
+    giant = tmp_path / "giant.raw"  # a stated geometry beyond int16 coordinates (a fuzz finding)
+    giant.write_bytes(
+        b"% evt 2.0\n% geometry 99999999999999999999x5\n% end\n"
+        + struct.pack("<2I", 0x80000001, 3 << 22 | 1 << 11 | 1)
+    )
+    cases.append(("evt2 giant geometry", giant, EventFileError, "states a sensor of 99999999999999999999x5"))
+    flat = tmp_path / "flat.csv"
+    flat.write_text("# sensor 0x64\nt,x,y,p\n10,1,1,1\n")
+    cases.append(("csv zero-width sensor", flat, EventFileError, "width and height must be 1..32768"))
+
     dat = tmp_path / "bad.dat"
     dat.write_bytes(b"% Data file containing CD events.\n% Version 2\n" + bytes([12, 9]) + b"\x00" * 9)
     cases.append(("dat corrupt header", dat, EventFileError, "event size"))

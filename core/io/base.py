@@ -41,6 +41,9 @@ from dvsapp.core.events import (
 )
 from dvsapp.core.io import _kernels
 
+#: the largest sensor side a file may state: the event layout's coordinates are int16
+MAX_SENSOR_SIDE = int(np.iinfo(EVENT_DTYPE["x"]).max) + 1
+
 DEFAULT_CHUNK_EVENTS = 1 << 20
 """Events decoded per chunk (about 13 MB of EVENT_DTYPE)."""
 
@@ -186,9 +189,17 @@ class EventReader:
     # -- geometry ---------------------------------------------------------------------------------
     @property
     def sensor_size(self) -> SensorSize:
-        if self._sensor_size is None:
-            self._sensor_size = self._infer_sensor_size()
-        return self._sensor_size
+        size = self._sensor_size
+        if size is None:
+            size = self._sensor_size = self._infer_sensor_size()
+        if not (0 < size.width <= MAX_SENSOR_SIDE and 0 < size.height <= MAX_SENSOR_SIDE):
+            # a header can state any number; the event layout holds int16 coordinates
+            raise EventFileError(
+                f"states a sensor of {size.width}x{size.height} pixels; width and height must be "
+                f"1..{MAX_SENSOR_SIDE}",
+                path=self.path,
+            )
+        return size
 
     def _infer_sensor_size(self) -> SensorSize:
         """Fallback when the file states no geometry: max coordinate + 1 (one streaming pass)."""
