@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dvsapp.core.errors import EventFileError, UnsupportedFormat
+from dvsapp.core.errors import EventFileError, LabelError, UnsupportedFormat
 from dvsapp.core.events import SensorSize, random_events
 from dvsapp.core.io import open_events, write_events
 
@@ -368,6 +368,56 @@ def test_hostile_hdf5_columns(tmp_path):
         f["labels"] = np.zeros((2, 5), dtype=np.int64)
     with pytest.raises(EventFileError, match=r"expected \[K, 3\]"):
         _read(bad_labels)
+
+
+HDF5_HANG = Path(__file__).resolve().parent / "fuzz" / "crashers" / "readers-timeout-hdf5-global-heap"
+
+
+def test_hdf5_that_hangs_libhdf5_is_refused_within_the_limit(tmp_path, monkeypatch):
+    # a fuzzed copy of a written recording whose global heap is damaged: reading a
+    # variable-length string attribute loops in libhdf5's native code, forever
+    from dvsapp.core.io import hdf5
+    from dvsapp.core.labels.files import read_labels_h5
+
+    path = tmp_path / "hangs.h5"
+    path.write_bytes(HDF5_HANG.read_bytes()[1:])  # byte 0 is the harness' extension pick
+    monkeypatch.setattr(hdf5, "PROBE_TIMEOUT_S", 1.5)
+    with pytest.raises(EventFileError) as info:
+        open_events(path)
+    msg = str(info.value)
+    assert msg.startswith(str(path)) and "\n" not in msg
+    assert "did not finish reading its structure within 1.5 s" in msg
+    with pytest.raises(LabelError, match="did not finish"):
+        read_labels_h5(path)
+    # the same file with the attribute's heap intact reads: the probe refuses only damage
+    ok = write_events(tmp_path / "ok.h5", random_events(300, (16, 16), seed=2), (16, 16))
+    assert len(open_events(ok).read_all()) == 300
+
+
+def test_hdf5_probe_is_safe_beside_a_thread_inside_h5py(tmp_path):
+    # the probe forks while another thread reads HDF5: h5py's lock is held across the
+    # fork, so the child never inherits libhdf5 half-way through a call
+    import threading
+
+    size = SensorSize(32, 32)
+    busy = write_events(tmp_path / "busy.h5", random_events(200_000, size, seed=5), size)
+    other = write_events(tmp_path / "other.h5", random_events(500, size, seed=6), size)
+    stop = threading.Event()
+    reads = []
+
+    def reader():
+        while not stop.is_set():
+            reads.append(len(open_events(busy).read_all()))
+
+    th = threading.Thread(target=reader)
+    th.start()
+    try:
+        counts = [len(open_events(other).read_all()) for _ in range(30)]
+    finally:
+        stop.set()
+        th.join()
+    assert counts == [500] * 30
+    assert reads and set(reads) == {200_000}
 
 
 def test_fused_decode_checks_report_the_first_bad_event(tmp_path, monkeypatch):

@@ -47,6 +47,85 @@ def _h5py():
     return h5py
 
 
+PROBE_TIMEOUT_S = 10.0
+"""How long libhdf5 may take to walk a file's structure (:func:`check_structure`)."""
+
+
+def _walk_structure(path: str) -> str | None:
+    """Touch everything libhdf5 resolves lazily: every object, attribute and chunk index.
+
+    Runs in the probe child; returns ``None`` or the error's one-line text.
+    """
+    h5py = _h5py()
+    try:
+        with h5py.File(path, "r") as f:
+            objects = [f]
+            f.visititems(lambda _name, obj: objects.append(obj))
+            for obj in objects:
+                for key in list(obj.attrs):
+                    _ = obj.attrs[key]  # a variable-length string reads from the global heap
+                if isinstance(obj, h5py.Dataset):
+                    _ = obj.shape, obj.dtype, obj.id.get_storage_size()
+                    if obj.chunks is not None and obj.id.get_storage_size():
+                        obj.id.chunk_iter(lambda _info: None)  # walks the chunk B-tree once
+        return None
+    except Exception as exc:  # reported as the file's damage by the parent
+        return " ".join(str(exc).split())[:300] or type(exc).__name__
+
+
+def _probe_child(conn, path: str) -> None:
+    try:
+        conn.send(_walk_structure(path))
+    finally:
+        conn.close()
+
+
+def check_structure(
+    path: Path, *, error: type[DvsAppError] = EventFileError, timeout_s: float | None = None
+) -> None:
+    """Walk an HDF5 file's structure in a child process under a time limit, or raise ``error``.
+
+    On some corrupt files (a damaged global heap behind a variable-length string, a
+    cyclic B-tree) libhdf5 loops in native code and never returns; nothing in Python
+    can interrupt it.  So every object, attribute and chunk index is first read by a
+    forked child: if it does not finish within ``timeout_s`` (default
+    :data:`PROBE_TIMEOUT_S`) it is killed and the file is refused, and otherwise the
+    caller's own reads touch nothing the child has not.  h5py's global lock is held
+    across the fork, so no other thread can be inside libhdf5 when the child starts.
+    """
+    import multiprocessing as mp
+
+    limit = PROBE_TIMEOUT_S if timeout_s is None else timeout_s
+    ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+    recv, send = ctx.Pipe(duplex=False)
+    child = ctx.Process(target=_probe_child, args=(send, str(path)), daemon=True)
+    try:
+        from h5py._objects import phil as h5_lock  # h5py's one lock around every libhdf5 call
+    except ImportError:  # pragma: no cover - a future h5py without it
+        h5_lock = contextlib.nullcontext()
+    with h5_lock:
+        child.start()
+    send.close()
+    try:
+        if recv.poll(limit):
+            try:
+                text = recv.recv()
+            except EOFError:
+                text = f"the HDF5 structure check died (exit status {child.join(5) or child.exitcode})"
+        else:
+            text = (
+                f"libhdf5 did not finish reading its structure within {limit:g} s "
+                "(it loops on damaged metadata)"
+            )
+    finally:
+        recv.close()
+        if child.is_alive():
+            child.kill()
+        child.join()
+    if text is not None:
+        raise error(f"corrupt HDF5 file: {text}", path=path)
+
+
 MAX_EXPANSION = 1100
 """Most a stored HDF5 column may expand when read (gzip/deflate peaks near 1032x)."""
 
@@ -85,6 +164,7 @@ class Hdf5Reader(EventReader):
     def __init__(self, path: str | os.PathLike) -> None:
         super().__init__(path)
         h5py = _h5py()
+        check_structure(self.path)
         with _h5_errors(self.path, "file"), h5py.File(self.path, "r") as f:
             grp = f.get("events")
             if not isinstance(grp, h5py.Group) or any(

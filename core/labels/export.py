@@ -241,7 +241,10 @@ def read_dataset(path: PathLike, *, split: str | None = None) -> Iterator[Datase
     """Iterate the groups of an exported dataset (optionally only ``split``), in order."""
     import h5py
 
+    from dvsapp.core.io.hdf5 import check_structure
+
     path = Path(path)
+    check_structure(path, error=LabelError)
     try:
         fh = h5py.File(path, "r")
     except (OSError, FileNotFoundError) as exc:
@@ -275,5 +278,8 @@ def dataset_class_names(path: PathLike) -> list[str]:
     """The class list stored in an exported dataset."""
     import h5py
 
+    from dvsapp.core.io.hdf5 import check_structure
+
+    check_structure(Path(path), error=LabelError)
     with h5py.File(path, "r") as fh:
         return decode_class_names(fh.attrs["class_names"], path)

@@ -294,6 +294,9 @@ def read_labels_h5(path: PathLike) -> tuple[list[Segment], list[str] | None] | N
     """Labels stored in an HDF5 recording (``/labels`` + ``class_names``), or ``None`` if it has none."""
     import h5py
 
+    from dvsapp.core.io.hdf5 import check_structure
+
+    check_structure(Path(path), error=LabelError)
     try:
         with h5py.File(path, "r") as fh:
             if "labels" not in fh or not isinstance(fh["labels"], h5py.Dataset):
