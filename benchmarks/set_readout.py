@@ -1,0 +1,67 @@
+"""Write a copy of a checkpoint with another readout memory (``head_decay``).
+
+The weights are unchanged; only the head integrator's decay in the stored config is
+replaced, and the change is recorded in the provenance (``readout``), next to the
+figures it was chosen by (``benchmarks/readout_sweep.py`` on the validation seeds).
+
+    python benchmarks/set_readout.py IN.safetensors OUT.safetensors --head-decay 0.1 \
+        --note "chosen on validation seeds 100000-100039 by benchmarks/readout_sweep.py"
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("checkpoint", type=Path)
+    ap.add_argument("out", type=Path)
+    ap.add_argument("--head-decay", type=float, required=True)
+    ap.add_argument("--note", default="")
+    ap.add_argument("--test-report", type=Path, help="JSON report of the held-out test at the new decay")
+    ap.add_argument("--reversed-report", type=Path, help="the same clips played backwards")
+    ap.add_argument("--bundled", default=None, help="the bundled recording's result, as text")
+    args = ap.parse_args()
+
+    from dvsapp.core.model import build_model, load_checkpoint, save_checkpoint
+
+    model, meta = load_checkpoint(args.checkpoint)
+    before = model.config.head_decay
+    new = build_model(dataclasses.replace(model.config, head_decay=args.head_decay))
+    new.load_state_dict(model.state_dict())
+    prov = dict(meta.get("provenance") or {})
+    prov["readout"] = {"head_decay_trained": before, "head_decay": args.head_decay, "note": args.note}
+    if args.test_report:
+        import json
+        from types import SimpleNamespace
+
+        from dvsapp.core.train.trainer import circle_accuracy
+
+        def figures(path):
+            rep = json.loads(path.read_text())
+            return rep, circle_accuracy(SimpleNamespace(confusion=rep["confusion"]))
+
+        rep, circ = figures(args.test_report)
+        prov["test"] = {
+            "clip_accuracy": rep["clip_accuracy"],
+            "stream_accuracy": rep["stream_accuracy"],
+            "step_accuracy": rep["step_accuracy"],
+            "device": "CPU, float32",
+        }
+        prov["circles"] = {"forwards": round(circ, 4)}
+        if args.reversed_report:
+            rev, circ_rev = figures(args.reversed_report)
+            prov["test_reversed"] = {"clip_accuracy": rev["clip_accuracy"]}
+            prov["circles"]["reversed"] = round(circ_rev, 4)
+    if args.bundled:
+        prov["bundled_recording"] = args.bundled
+    meta = {**meta, "provenance": prov}
+    save_checkpoint(args.out, new, metadata=meta)
+    print(f"{args.out}: head_decay {before} -> {args.head_decay}")
+
+
+if __name__ == "__main__":
+    main()
