@@ -2,7 +2,8 @@
 
 The weights are unchanged; only the head integrator's decay in the stored config is
 replaced, and the change is recorded in the provenance (``readout``), next to the
-figures it was chosen by (``benchmarks/readout_sweep.py`` on the validation seeds).
+figures it was chosen by (``benchmarks/readout_sweep.py`` on the validation seeds):
+the ``readout`` key that ``dvsapp train`` writes when it makes the choice itself.
 
     python benchmarks/set_readout.py IN.safetensors OUT.safetensors --head-decay 0.1 \
         --note "chosen on validation seeds 100000-100039 by benchmarks/readout_sweep.py"
@@ -11,7 +12,6 @@ figures it was chosen by (``benchmarks/readout_sweep.py`` on the validation seed
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from pathlib import Path
 
 
@@ -26,14 +26,15 @@ def main() -> None:
     ap.add_argument("--bundled", default=None, help="the bundled recording's result, as text")
     args = ap.parse_args()
 
-    from dvsapp.core.model import build_model, load_checkpoint, save_checkpoint
+    from dvsapp.core.model import load_checkpoint, save_checkpoint
+    from dvsapp.core.train.readout import with_head_decay
 
     model, meta = load_checkpoint(args.checkpoint)
     before = model.config.head_decay
-    new = build_model(dataclasses.replace(model.config, head_decay=args.head_decay))
-    new.load_state_dict(model.state_dict())
+    new = with_head_decay(model, args.head_decay)
     prov = dict(meta.get("provenance") or {})
-    prov["readout"] = {"head_decay_trained": before, "head_decay": args.head_decay, "note": args.note}
+    # the key `dvsapp train` writes when it chooses the decay itself (dvsapp.core.train.readout)
+    meta["readout"] = {"head_decay_trained": before, "head_decay": args.head_decay, "note": args.note}
     if args.test_report:
         import json
         from types import SimpleNamespace
@@ -58,7 +59,7 @@ def main() -> None:
             prov["circles"]["reversed"] = round(circ_rev, 4)
     if args.bundled:
         prov["bundled_recording"] = args.bundled
-    meta = {**meta, "provenance": prov}
+    meta["provenance"] = prov
     save_checkpoint(args.out, new, metadata=meta)
     print(f"{args.out}: head_decay {before} -> {args.head_decay}")
 

@@ -117,6 +117,42 @@ def test_cpu_smoke_run_lowers_the_loss_and_the_checkpoint_reloads_to_the_same_pr
     assert csv_lines[0].startswith("epoch,global_step,train_loss") and len(csv_lines) == 9
 
 
+def test_readout_memory_is_chosen_on_validation_and_written_to_the_best_checkpoint(tmp_path, frames):
+    from dvsapp.core.model import load_checkpoint
+    from dvsapp.core.train.evaluate import evaluate_frames
+    from dvsapp.core.train.readout import DEFAULT_CANDIDATES, readout_score
+
+    train_frames, val_frames = frames[:2], frames[2:]
+    seen = []
+    result = train(
+        small_config(tmp_path / "tuned", val_split="val", epochs=3),
+        data=(train_frames, val_frames),
+        on_event=lambda kind, info: seen.append(info) if kind == "readout" else None,
+    )
+    (info,) = seen
+    scores = {r["head_decay"]: r["score"] for r in info["table"]}
+    assert info["trained"] == 0.5 and set(scores) == set(DEFAULT_CANDIDATES)
+    assert scores[info["chosen"]] == max(scores.values())
+    best, meta = load_checkpoint(result.best_checkpoint)
+    assert best.config.head_decay == info["chosen"]
+    rep = evaluate_frames(best, val_frames, timesteps=4, class_names=best.config.class_names)
+    assert readout_score(rep) == pytest.approx(scores[info["chosen"]])  # the checkpoint is what was scored
+    if info["chosen"] != info["trained"]:
+        assert (
+            meta["readout"]["head_decay_trained"] == 0.5 and meta["readout"]["head_decay"] == info["chosen"]
+        )
+    else:
+        assert "readout" not in meta
+    # opted out: no choice, the trained value stays
+    seen.clear()
+    off = train(
+        small_config(tmp_path / "untuned", val_split="val", epochs=1, tune_readout=False),
+        data=(train_frames, val_frames),
+        on_event=lambda kind, info: seen.append(info) if kind == "readout" else None,
+    )
+    assert not seen and load_checkpoint(off.best_checkpoint)[0].config.head_decay == 0.5
+
+
 class _Interrupted(Exception):
     pass
 

@@ -74,6 +74,14 @@ class _TrainerProgress:
                 f"the same clips played backwards: clip accuracy {100 * info['report'].clip_accuracy:.1f}%; "
                 f"arm circles {100 * info['circles']:.1f}% forwards, {100 * info['circles_reversed']:.1f}% backwards"
             )
+        elif kind == "readout":
+            scores = ", ".join(f"{r['head_decay']:g}: {r['score']:.3f}" for r in info["table"])
+            verdict = (
+                f"head_decay {info['trained']:g} -> {info['chosen']:g} written to the best checkpoint"
+                if info["chosen"] != info["trained"]
+                else f"head_decay {info['trained']:g} kept"
+            )
+            say(f"readout on the validation split (clip + 500 ms score; {scores}): {verdict}")
         elif kind == "time_limit":
             say(f"time limit {info['limit_s']:.0f} s reached before epoch {info['epoch'] + 1}")
         elif kind == "done":
@@ -172,6 +180,13 @@ def train_command(
         bool, typer.Option("--no-val", help="No validation split (best = best training accuracy)")
     ] = False,
     no_test: Annotated[bool, typer.Option("--no-test", help="Skip the held-out test evaluation")] = False,
+    tune_readout: Annotated[
+        bool,
+        typer.Option(
+            "--tune-readout/--no-tune-readout",
+            help="After training, choose the readout memory (head_decay) on the validation split",
+        ),
+    ] = True,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output")] = False,
     threads: ThreadsOpt = None,
 ) -> None:
@@ -213,6 +228,7 @@ def train_command(
         drop_p=drop,
         noise_rate=noise,
         cache_dir=None if cache is None else str(cache),
+        tune_readout=tune_readout,
         max_steps=max_steps,
         time_limit_s=time_limit,
         model_overrides=_overrides(model_set or []),

@@ -101,6 +101,8 @@ class TrainConfig:
     eval_batch: int = 32
     time_limit_s: float | None = None
     model_overrides: dict = field(default_factory=dict)
+    tune_readout: bool = True
+    """After training, choose ``head_decay`` on the validation split (:mod:`dvsapp.core.train.readout`)."""
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "clips_per_epoch", "windows_per_clip", "bptt_windows"):
@@ -551,6 +553,26 @@ def _train(cfg, info: DistInfo, emit, command, data, torch, load_checkpoint, sav
             _append_metrics(out, metrics)
             emit("epoch_end", {**metrics, "improved": improved})
         barrier(info)
+
+    if info.is_main and cfg.tune_readout and val_frames and best_path.is_file():
+        from dvsapp.core.train.readout import choose_head_decay, with_head_decay
+
+        best, best_meta = load_checkpoint(best_path, map_location=info.device)
+        trained = float(best.config.head_decay)
+        chosen, table = choose_head_decay(
+            best,
+            val_frames,
+            timesteps=T,
+            class_names=class_names,
+            device=info.device,
+            batch_size=cfg.eval_batch,
+            amp=use_amp,
+        )
+        if chosen != trained:
+            best_meta["readout"] = {"head_decay_trained": trained, "head_decay": chosen, "validation": table}
+            save_checkpoint(best_path, with_head_decay(best, chosen), metadata=best_meta)
+        emit("readout", {"trained": trained, "chosen": chosen, "table": table})
+    barrier(info)
 
     result = TrainResult(out, best_path, last_path, history, best_score, model=model)
     if info.is_main and cfg.test_split and data is None and best_path.is_file():
