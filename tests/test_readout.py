@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from dvsapp.core.model import build_model, preset
-from dvsapp.core.train.readout import DEFAULT_CANDIDATES, choose_head_decay, readout_score, with_head_decay
+from dvsapp.core.train.readout import DEFAULT_CANDIDATES, checkpoint_score, choose_head_decay, with_head_decay
 
 
 @pytest.fixture(autouse=True)
@@ -55,4 +55,4 @@ def test_choose_head_decay_keeps_the_trained_value_unless_another_scores_higher(
         assert scores[chosen] > scores[model.config.head_decay]
     # only the trained value on offer: it is kept
     assert choose_head_decay(model, frames, candidates=(), **kw)[0] == model.config.head_decay
-    assert readout_score(type("R", (), {"clip_accuracy": 0.5, "stream_accuracy": {500: 0.25}})) == 0.75
+    assert checkpoint_score(type("R", (), {"clip_accuracy": 0.5, "stream_accuracy": {500: 0.25}})) == 0.75

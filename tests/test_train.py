@@ -120,7 +120,7 @@ def test_cpu_smoke_run_lowers_the_loss_and_the_checkpoint_reloads_to_the_same_pr
 def test_readout_memory_is_chosen_on_validation_and_written_to_the_best_checkpoint(tmp_path, frames):
     from dvsapp.core.model import load_checkpoint
     from dvsapp.core.train.evaluate import evaluate_frames
-    from dvsapp.core.train.readout import DEFAULT_CANDIDATES, readout_score
+    from dvsapp.core.train.readout import DEFAULT_CANDIDATES, checkpoint_score
 
     train_frames, val_frames = frames[:2], frames[2:]
     seen = []
@@ -136,7 +136,7 @@ def test_readout_memory_is_chosen_on_validation_and_written_to_the_best_checkpoi
     best, meta = load_checkpoint(result.best_checkpoint)
     assert best.config.head_decay == info["chosen"]
     rep = evaluate_frames(best, val_frames, timesteps=4, class_names=best.config.class_names)
-    assert readout_score(rep) == pytest.approx(scores[info["chosen"]])  # the checkpoint is what was scored
+    assert checkpoint_score(rep) == pytest.approx(scores[info["chosen"]])  # the checkpoint is what was scored
     if info["chosen"] != info["trained"]:
         assert (
             meta["readout"]["head_decay_trained"] == 0.5 and meta["readout"]["head_decay"] == info["chosen"]

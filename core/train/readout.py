@@ -6,7 +6,7 @@ per-timestep logits with weight ``a = head_decay`` on the newest step.  Changing
 weights are fixed: a smaller ``a`` averages the logits over longer, which steadies
 the streaming prediction inside a gesture and delays the switch at its start.
 :func:`choose_head_decay` scores candidate values on the validation recordings with
-the trainer's own checkpoint score (clip accuracy + streaming accuracy at 500 ms)
+the trainer's own checkpoint score (:func:`checkpoint_score`)
 and keeps the trained value unless another one scores higher.
 """
 
@@ -20,8 +20,8 @@ from dvsapp.core.train.evaluate import evaluate_frames
 DEFAULT_CANDIDATES: tuple[float, ...] = (0.5, 0.35, 0.25, 0.15, 0.1, 0.05)
 
 
-def readout_score(report) -> float:
-    """The trainer's checkpoint score: clip accuracy + streaming accuracy 500 ms in."""
+def checkpoint_score(report) -> float:
+    """The score that picks the best checkpoint and the readout: clip accuracy + streaming accuracy 500 ms in."""
     return report.clip_accuracy + report.stream_accuracy.get(500, 0.0)
 
 
@@ -68,7 +68,7 @@ def choose_head_decay(
         rows.append(
             {
                 "head_decay": a,
-                "score": readout_score(rep),
+                "score": checkpoint_score(rep),
                 "clip_accuracy": rep.clip_accuracy,
                 "stream_accuracy": {str(k): v for k, v in rep.stream_accuracy.items()},
             }

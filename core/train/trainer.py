@@ -47,6 +47,7 @@ from dvsapp.core.train.datasets import (
 )
 from dvsapp.core.train.distributed import DistInfo, all_reduce_sum, barrier, init_distributed, shutdown
 from dvsapp.core.train.evaluate import EvalReport, evaluate_frames
+from dvsapp.core.train.readout import checkpoint_score, choose_head_decay, with_head_decay
 from dvsapp.core.train.reverse import CIRCLE_CLASSES, reverse_batch, reverse_frame_recording
 
 EventCallback = Callable[[str, dict], None]
@@ -538,7 +539,7 @@ def _train(cfg, info: DistInfo, emit, command, data, torch, load_checkpoint, sav
                     val_step_acc=rep.step_accuracy,
                     **{f"val_stream_{h}ms": a for h, a in rep.stream_accuracy.items()},
                 )
-                score = rep.clip_accuracy + rep.stream_accuracy.get(500, 0.0)
+                score = checkpoint_score(rep)
             else:
                 score = metrics["train_acc"]
             improved = score > best_score
@@ -555,8 +556,6 @@ def _train(cfg, info: DistInfo, emit, command, data, torch, load_checkpoint, sav
         barrier(info)
 
     if info.is_main and cfg.tune_readout and val_frames and best_path.is_file():
-        from dvsapp.core.train.readout import choose_head_decay, with_head_decay
-
         best, best_meta = load_checkpoint(best_path, map_location=info.device)
         trained = float(best.config.head_decay)
         chosen, table = choose_head_decay(
