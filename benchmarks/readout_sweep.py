@@ -126,7 +126,7 @@ def draw_curve(rows: list[dict], path: Path, title: str) -> None:
     import numpy as np
 
     rows = [r for r in rows if r["split"] == rows[-1]["split"]]
-    w, h, left, right, top, bottom = 760, 420, 60, 170, 40, 50
+    w, h, left, right, top, bottom = 820, 420, 60, 230, 40, 50
     img = np.full((h, w, 3), 255, np.uint8)
     font = cv2.FONT_HERSHEY_SIMPLEX
     x_of = lambda ms: int(left + (ms - 0) / CURVE_MS[-1] * (w - left - right))  # noqa: E731
@@ -144,7 +144,8 @@ def draw_curve(rows: list[dict], path: Path, title: str) -> None:
         cv2.polylines(img, [pts.reshape(-1, 1, 2)], False, c, 2, cv2.LINE_AA)
         for p in pts:
             cv2.circle(img, tuple(int(v) for v in p), 3, c, -1, cv2.LINE_AA)
-        label = f"decay {r['head_decay']:g}: clip {r['clip']:.1%}"
+        name = r.get("label") or f"decay {r['head_decay']:g}"
+        label = f"{name}: clip {r['clip']:.1%}"
         cv2.putText(img, label, (w - right + 8, top + 20 + 22 * k), font, 0.42, c, 1, cv2.LINE_AA)
     cv2.putText(
         img,

@@ -1,12 +1,13 @@
-"""Write a copy of a checkpoint with another readout memory (``head_decay``).
+"""Write a copy of a checkpoint with another readout memory (``head_decay``) and its test figures.
 
-The weights are unchanged; only the head integrator's decay in the stored config is
-replaced, and the change is recorded in the provenance (``readout``), next to the
-figures it was chosen by (``benchmarks/readout_sweep.py`` on the validation seeds):
-the ``readout`` key that ``dvsapp train`` writes when it makes the choice itself.
+The weights are unchanged; with ``--head-decay`` the head integrator's decay in the
+stored config is replaced and recorded under ``readout`` (the key ``dvsapp train``
+writes when it makes the choice itself).  ``--test-report`` / ``--reversed-report`` /
+``--bundled`` write the held-out figures into the provenance.
 
     python benchmarks/set_readout.py IN.safetensors OUT.safetensors --head-decay 0.1 \
         --note "chosen on validation seeds 100000-100039 by benchmarks/readout_sweep.py"
+    python benchmarks/set_readout.py IN.safetensors OUT.safetensors --test-report test.json
 """
 
 from __future__ import annotations
@@ -19,11 +20,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("checkpoint", type=Path)
     ap.add_argument("out", type=Path)
-    ap.add_argument("--head-decay", type=float, required=True)
+    ap.add_argument(
+        "--head-decay", type=float, default=None, help="default: keep it (and its `readout` record)"
+    )
     ap.add_argument("--note", default="")
     ap.add_argument("--test-report", type=Path, help="JSON report of the held-out test at the new decay")
     ap.add_argument("--reversed-report", type=Path, help="the same clips played backwards")
     ap.add_argument("--bundled", default=None, help="the bundled recording's result, as text")
+    ap.add_argument("--command", action="append", default=[], help="a step to add to provenance.commands")
     args = ap.parse_args()
 
     from dvsapp.core.model import load_checkpoint, save_checkpoint
@@ -31,10 +35,12 @@ def main() -> None:
 
     model, meta = load_checkpoint(args.checkpoint)
     before = model.config.head_decay
-    new = with_head_decay(model, args.head_decay)
+    new = model
+    if args.head_decay is not None:
+        new = with_head_decay(model, args.head_decay)
+        # the key `dvsapp train` writes when it chooses the decay itself (dvsapp.core.train.readout)
+        meta["readout"] = {"head_decay_trained": before, "head_decay": args.head_decay, "note": args.note}
     prov = dict(meta.get("provenance") or {})
-    # the key `dvsapp train` writes when it chooses the decay itself (dvsapp.core.train.readout)
-    meta["readout"] = {"head_decay_trained": before, "head_decay": args.head_decay, "note": args.note}
     if args.test_report:
         import json
         from types import SimpleNamespace
@@ -59,9 +65,11 @@ def main() -> None:
             prov["circles"]["reversed"] = round(circ_rev, 4)
     if args.bundled:
         prov["bundled_recording"] = args.bundled
+    if args.command:
+        prov["commands"] = [*prov.get("commands", []), *args.command]
     meta["provenance"] = prov
     save_checkpoint(args.out, new, metadata=meta)
-    print(f"{args.out}: head_decay {before} -> {args.head_decay}")
+    print(f"{args.out}: head_decay {before} -> {new.config.head_decay}")
 
 
 if __name__ == "__main__":
