@@ -38,10 +38,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.set_num_interop_threads(1)
     from dvsapp.core.model import bundled_checkpoint, load_checkpoint
-    from dvsapp.core.model.neurons import head_integrator
     from dvsapp.core.recipe import recipe_from_metadata
     from dvsapp.core.train.datasets import build_frames
     from dvsapp.core.train.evaluate import evaluate_frames
+    from dvsapp.core.train.readout import with_head_decay
     from dvsapp.core.train.reverse import reverse_frame_recording
     from dvsapp.core.train.trainer import circle_accuracy
 
@@ -62,10 +62,10 @@ def main() -> None:
         frames = build_frames("synthetic", None, split, recipe, workers=args.workers, n_seeds=args.seeds)
         t_bin = time.perf_counter() - t
         for a in args.decays:
-            model.integrator = head_integrator(a, model.config.neuron_dt_s)
+            probe = with_head_decay(model, a)
             t = time.perf_counter()
             rep = evaluate_frames(
-                model,
+                probe,
                 frames,
                 timesteps=recipe.timesteps,
                 class_names=model.config.class_names,
@@ -76,7 +76,7 @@ def main() -> None:
             rev = None
             if args.reversed:
                 rev = evaluate_frames(
-                    model,
+                    probe,
                     [reverse_frame_recording(r) for r in frames],
                     timesteps=recipe.timesteps,
                     class_names=model.config.class_names,

@@ -32,24 +32,17 @@ def head_spikes(model, frames, timesteps: int, batch_size: int = 16) -> list[np.
     """Per recording ``[S', D]`` float32 head spikes for its complete windows (streamed, state carried)."""
     import torch
 
+    from dvsapp.core.train.evaluate import padded_batches
+
     captured = []
     hook = model.head.register_forward_hook(lambda mod, inp, out: captured.append(inp[0].detach()))
     out: dict[int, np.ndarray] = {}
-    order = sorted(range(len(frames)), key=lambda i: -frames[i].n_steps)
     model.eval()
     try:
         with torch.no_grad():
-            for b0 in range(0, len(order), batch_size):
-                idx = order[b0 : b0 + batch_size]
-                n_win = max(frames[i].n_steps // timesteps for i in idx)
-                shape = frames[idx[0]].frames.shape[1:]
-                batch = np.zeros((n_win * timesteps, len(idx), *shape), np.uint8)
-                for j, i in enumerate(idx):
-                    n = (frames[i].n_steps // timesteps) * timesteps
-                    batch[:n, j] = frames[i].frames[:n]
-                x_all = torch.from_numpy(batch)
+            for idx, x_all in padded_batches(frames, timesteps, batch_size):
                 state, parts = None, []
-                for w in range(n_win):
+                for w in range(len(x_all) // timesteps):
                     captured.clear()
                     _, state = model(x_all[w * timesteps : (w + 1) * timesteps].float(), state)
                     parts.append(captured[0].reshape(timesteps, len(idx), -1))

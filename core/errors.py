@@ -10,6 +10,12 @@ from __future__ import annotations
 import os
 
 
+def exception_text(exc: BaseException, limit: int | None = None) -> str:
+    """An exception's text for a one-line message: whitespace collapsed, cut at ``limit``, else its type."""
+    text = " ".join(str(exc).split())
+    return (text if limit is None else text[:limit]) or type(exc).__name__
+
+
 class DvsAppError(Exception):
     """Base class of every error dvsapp raises on purpose."""
 

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dvsapp.core.errors import EventFileError
+from dvsapp.core.errors import EventFileError, exception_text
 from dvsapp.core.events import (
     EVENT_DTYPE,
     TRIGGER_APS_EXPOSURE,
@@ -384,7 +384,7 @@ class Aedat4Reader(EventReader):
             raise
         except BaseException as exc:  # also Rust panics (pyo3's PanicException is a BaseException)
             raise EventFileError(
-                f"cannot read the AEDAT 4 header: {_one_line(exc)}", path=self.path
+                f"cannot read the AEDAT 4 header: {exception_text(exc)}", path=self.path
             ) from None
         self._stream_id = event_ids[0]
         trigger_ids = sorted(i for i, s in header.streams.items() if s["type"] == "triggers")
@@ -421,18 +421,22 @@ class Aedat4Reader(EventReader):
         self._triggers, unknown = _triggers_from_aedat(parts)
         self.metadata["n_unknown_triggers"] = unknown
 
+    def _decoded(self) -> Iterator[dict]:
+        """:meth:`_good_packets`, anything the decoder raises (Rust panics too) as one ``EventFileError``."""
+        try:
+            yield from self._good_packets()
+        except (EventFileError, *_PASS_THROUGH):
+            raise
+        except BaseException as exc:
+            raise EventFileError(f"corrupt AEDAT 4 data: {exception_text(exc)}", path=self.path) from None
+
     def _decode_triggers(self) -> np.ndarray:
         """The first trigger stream's triggers (only its packets are converted)."""
         parts: list[np.ndarray] = []
         if self._trigger_id is not None:
-            try:
-                for packet in self._good_packets():
-                    if packet.get("stream_id") == self._trigger_id and "triggers" in packet:
-                        parts.append(packet["triggers"])
-            except _PASS_THROUGH:
-                raise
-            except BaseException as exc:  # also Rust panics of the decoder
-                raise EventFileError(f"corrupt AEDAT 4 data: {_one_line(exc)}", path=self.path) from None
+            for packet in self._decoded():
+                if packet.get("stream_id") == self._trigger_id and "triggers" in packet:
+                    parts.append(packet["triggers"])
             if self._damage is not None:
                 raise self._damage
         self._keep_triggers(parts)
@@ -442,25 +446,18 @@ class Aedat4Reader(EventReader):
         parts: list[np.ndarray] = []
         triggers: list[np.ndarray] = []
         n = 0
-        try:
-            for packet in self._good_packets():
-                if packet.get("stream_id") == self._trigger_id and "triggers" in packet:
-                    triggers.append(packet["triggers"])
-                    continue
-                if packet.get("stream_id") != self._stream_id or "events" not in packet:
-                    continue
-                ev = packet["events"]
-                parts.append(ev)
-                n += len(ev)
-                if n >= chunk_events:
-                    yield _from_aedat(np.concatenate(parts) if len(parts) > 1 else parts[0])
-                    parts, n = [], 0
-        except EventFileError:
-            raise
-        except _PASS_THROUGH:
-            raise
-        except BaseException as exc:  # also Rust panics of the decoder
-            raise EventFileError(f"corrupt AEDAT 4 data: {_one_line(exc)}", path=self.path) from None
+        for packet in self._decoded():
+            if packet.get("stream_id") == self._trigger_id and "triggers" in packet:
+                triggers.append(packet["triggers"])
+                continue
+            if packet.get("stream_id") != self._stream_id or "events" not in packet:
+                continue
+            ev = packet["events"]
+            parts.append(ev)
+            n += len(ev)
+            if n >= chunk_events:
+                yield _from_aedat(np.concatenate(parts) if len(parts) > 1 else parts[0])
+                parts, n = [], 0
         if parts:
             yield _from_aedat(np.concatenate(parts) if len(parts) > 1 else parts[0])
         if self._damage is not None:  # every event before the damage has been delivered
@@ -471,16 +468,11 @@ class Aedat4Reader(EventReader):
         """All events: packets concatenated once, then one fused convert + check pass."""
         parts: list[np.ndarray] = []
         triggers: list[np.ndarray] = []
-        try:
-            for packet in self._good_packets():
-                if packet.get("stream_id") == self._stream_id and "events" in packet:
-                    parts.append(packet["events"])
-                elif packet.get("stream_id") == self._trigger_id and "triggers" in packet:
-                    triggers.append(packet["triggers"])
-        except _PASS_THROUGH:
-            raise
-        except BaseException as exc:  # also Rust panics of the decoder
-            raise EventFileError(f"corrupt AEDAT 4 data: {_one_line(exc)}", path=self.path) from None
+        for packet in self._decoded():
+            if packet.get("stream_id") == self._stream_id and "events" in packet:
+                parts.append(packet["events"])
+            elif packet.get("stream_id") == self._trigger_id and "triggers" in packet:
+                triggers.append(packet["triggers"])
         if self._damage is not None:
             raise self._damage
         self._keep_triggers(triggers)
@@ -492,10 +484,6 @@ class Aedat4Reader(EventReader):
         if ev is not None:
             return ev
         return EventChecker(self.path, self.sensor_size)(_from_aedat(raw))
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 class Aedat4Writer:

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dvsapp.core.errors import DvsAppError, EventFileError, UnsupportedFormat
+from dvsapp.core.errors import DvsAppError, EventFileError, UnsupportedFormat, exception_text
 from dvsapp.core.events import EVENT_DTYPE, TRIGGER_DTYPE, SensorSize, empty_triggers
 from dvsapp.core.io.base import EventReader
 
@@ -70,7 +70,7 @@ def _walk_structure(path: str) -> str | None:
                         obj.id.chunk_iter(lambda _info: None)  # walks the chunk B-tree once
         return None
     except Exception as exc:  # reported as the file's damage by the parent
-        return " ".join(str(exc).split())[:300] or type(exc).__name__
+        return exception_text(exc, 300)
 
 
 def _probe_child(conn, path: str) -> None:
@@ -138,8 +138,7 @@ def _h5_errors(path: Path, what: str) -> Iterator[None]:
     except DvsAppError:
         raise
     except Exception as exc:
-        text = " ".join(str(exc).split())[:300] or type(exc).__name__
-        raise EventFileError(f"corrupt HDF5 {what}: {text}", path=path) from None
+        raise EventFileError(f"corrupt HDF5 {what}: {exception_text(exc, 300)}", path=path) from None
 
 
 def _check_column(dset, name: str, path: Path, rows: int | None = None) -> int:

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dvsapp.core.errors import EventFileError, UnsupportedFormat
+from dvsapp.core.errors import EventFileError, UnsupportedFormat, exception_text
 from dvsapp.core.events import EVENT_DTYPE, SensorSize, as_events
 from dvsapp.core.io.base import EventReader
 
@@ -59,9 +59,7 @@ def _read_header(fh, path: Path, what: str) -> tuple[tuple, bool, np.dtype]:
             return np.lib.format.read_array_header_2_0(fh)
         raise ValueError(f"npy format version {version[0]}.{version[1]} is not supported")
     except Exception as exc:  # numpy's header parser raises ValueError, SyntaxError, TokenError, ...
-        raise EventFileError(
-            f"corrupt npy header in {what}: {' '.join(str(exc).split())[:200]}", path=path
-        ) from None
+        raise EventFileError(f"corrupt npy header in {what}: {exception_text(exc, 200)}", path=path) from None
 
 
 class _NpyStream:
@@ -187,9 +185,11 @@ class NpzReader(EventReader):
             with zipfile.ZipFile(self.path) as zf:
                 yield zf
         except zipfile.BadZipFile as exc:
-            raise EventFileError(f"corrupt npz (zip) archive: {_line(exc)}", path=self.path) from None
+            raise EventFileError(
+                f"corrupt npz (zip) archive: {exception_text(exc, 200)}", path=self.path
+            ) from None
         except (ValueError, OSError, EOFError, NotImplementedError, RuntimeError, zlib.error) as exc:
-            raise EventFileError(f"corrupt npz member: {_line(exc)}", path=self.path) from None
+            raise EventFileError(f"corrupt npz member: {exception_text(exc, 200)}", path=self.path) from None
 
     def _stream(
         self, zf: zipfile.ZipFile, name: str, *, structured: bool = True, limit: int | None = None
@@ -223,7 +223,9 @@ class NpzReader(EventReader):
                 np.frombuffer(text, dtype=dtype)[0].item() if len(text) == dtype.itemsize else ""
             )
         except (ValueError, RecursionError) as exc:
-            raise EventFileError(f"npz metadata.npy is not JSON: {_line(exc)}", path=self.path) from None
+            raise EventFileError(
+                f"npz metadata.npy is not JSON: {exception_text(exc, 200)}", path=self.path
+            ) from None
         if not isinstance(meta, dict):
             raise EventFileError("npz metadata.npy is not a JSON object", path=self.path)
         return meta
@@ -253,10 +255,6 @@ class NpzReader(EventReader):
                     yield ev[i0 : i0 + chunk_events]
                 return
             yield from self._stream(zf, self._member).chunks(chunk_events)
-
-
-def _line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[:200] or type(exc).__name__
 
 
 class NpzWriter:

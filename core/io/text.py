@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dvsapp.core.errors import EventFileError
+from dvsapp.core.errors import EventFileError, exception_text
 from dvsapp.core.events import EVENT_DTYPE, SensorSize
 from dvsapp.core.io import _kernels
 from dvsapp.core.io.base import EventReader
@@ -145,7 +145,7 @@ class CsvReader(EventReader):
             )
         except ValueError as exc:
             raise EventFileError(
-                f"bad CSV line near line {first_line}: {' '.join(str(exc).split())[:120]}", path=self.path
+                f"bad CSV line near line {first_line}: {exception_text(exc, 120)}", path=self.path
             ) from None
         return table
 

@@ -103,6 +103,27 @@ class EvalReport:
         return path
 
 
+def padded_batches(recordings: Sequence[FrameRecording], timesteps: int, batch_size: int):
+    """Recordings batched longest first, each ``(indices, frames [S, B, ...] uint8)``.
+
+    Only complete windows are kept (``S`` is a multiple of ``timesteps``); shorter
+    recordings are padded with empty frames at the end, which cannot change their earlier
+    outputs when the batch is run window by window with the state carried.
+    """
+    import torch
+
+    order = sorted(range(len(recordings)), key=lambda i: -recordings[i].n_steps)
+    for b0 in range(0, len(order), batch_size):
+        idx = order[b0 : b0 + batch_size]
+        n_win = max(recordings[i].n_steps // timesteps for i in idx)
+        shape = recordings[idx[0]].frames.shape[1:]
+        batch = np.zeros((n_win * timesteps, len(idx), *shape), dtype=np.uint8)
+        for j, i in enumerate(idx):
+            n = (recordings[i].n_steps // timesteps) * timesteps
+            batch[:n, j] = recordings[i].frames[:n]
+        yield idx, torch.from_numpy(batch)
+
+
 def run_model_on_frames(
     model,
     recordings: Sequence[FrameRecording],
@@ -114,33 +135,21 @@ def run_model_on_frames(
 ) -> list[np.ndarray]:
     """Per-timestep class probabilities ``[S, C]`` (float32) for each recording.
 
-    Recordings are batched (padded with empty frames at the end, which cannot
-    change earlier outputs) and run window by window with the state carried.
-    Only complete windows are run: the last ``S mod timesteps`` steps get NaN.
-    The model receives float32 of the stored (clipped) counts, as the pipeline feeds it.
+    Recordings are batched (:func:`padded_batches`) and run window by window with the
+    state carried.  Only complete windows are run: the last ``S mod timesteps`` steps get
+    NaN.  The model receives float32 of the stored (clipped) counts, as the pipeline feeds it.
     """
     import torch
 
-    out: list[np.ndarray] = []
-    order = sorted(range(len(recordings)), key=lambda i: -recordings[i].n_steps)
     results: dict[int, np.ndarray] = {}
     was_training = model.training
     model.eval()
     try:
-        for b0 in range(0, len(order), batch_size):
-            idx = order[b0 : b0 + batch_size]
-            n_win = max(recordings[i].n_steps // timesteps for i in idx)
-            s_max = n_win * timesteps
-            shape = recordings[idx[0]].frames.shape[1:]
-            batch = np.zeros((s_max, len(idx), *shape), dtype=np.uint8)
-            for j, i in enumerate(idx):
-                n = (recordings[i].n_steps // timesteps) * timesteps
-                batch[:n, j] = recordings[i].frames[:n]
-            x_all = torch.from_numpy(batch)
+        for idx, x_all in padded_batches(recordings, timesteps, batch_size):
             probs = []
             state = None
             with torch.no_grad():
-                for w in range(n_win):
+                for w in range(len(x_all) // timesteps):
                     x = x_all[w * timesteps : (w + 1) * timesteps].to(device).float()
                     with torch.autocast(
                         device_type=torch.device(device).type, dtype=torch.bfloat16, enabled=amp
@@ -156,9 +165,7 @@ def run_model_on_frames(
                 results[i] = full
     finally:
         model.train(was_training)
-    for i in range(len(recordings)):
-        out.append(results[i])
-    return out
+    return [results[i] for i in range(len(recordings))]
 
 
 def score_recordings(
