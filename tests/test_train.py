@@ -20,7 +20,15 @@ import torch
 from dvsapp.core.errors import ConfigError
 from dvsapp.core.train.datasets import ClipBank, bin_recording, synthetic_recording
 from dvsapp.core.train.evaluate import run_model_on_frames
-from dvsapp.core.train.trainer import TrainConfig, build_model, cosine_lr, preprocess_for, tet_loss, train
+from dvsapp.core.train.trainer import (
+    TrainConfig,
+    build_model,
+    config_with,
+    cosine_lr,
+    preprocess_for,
+    tet_loss,
+    train,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = {"input_hw": [32, 32], "embed_dim": 32, "heads": 2, "patch_size": 8, "timesteps": 4, "step_us": 20000}
@@ -182,6 +190,43 @@ def test_resume_continues_exactly_where_the_interrupted_run_stopped(tmp_path, fr
         torch.testing.assert_close(pa, pb, rtol=1e-5, atol=1e-6, msg=name)
     rows = (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(r)["epoch"] for r in rows] == [0, 1, 2, 3]
+
+
+def test_init_fine_tunes_from_a_checkpoint_with_its_recipe_and_a_fresh_schedule(tmp_path, frames):
+    from dvsapp.core.model import load_checkpoint
+
+    train_frames = frames[:2]
+    first = train(small_config(tmp_path / "first", epochs=2, clips_per_epoch=32), data=(train_frames, []))
+    base, base_meta = load_checkpoint(first.last_checkpoint)
+    # the overrides apply to the checkpoint's config (the preset named is not used)
+    cfg = small_config(
+        tmp_path / "tuned",
+        init=str(first.last_checkpoint),
+        epochs=3,
+        clips_per_epoch=32,
+        lr=1e-9,
+        model_overrides={"head_decay": 0.2},
+        preset="sdt-2-256",
+    )
+    tuned = train(cfg, data=(train_frames, []))
+    assert [h["epoch"] for h in tuned.history] == [0, 1, 2]  # a fresh schedule, not a resume
+    assert [h["global_step"] for h in tuned.history] == [4, 8, 12]
+    model, meta = load_checkpoint(tuned.last_checkpoint)
+    assert model.config == base.config.replace(head_decay=0.2)
+    assert meta["recipe"] == base_meta["recipe"]
+    assert meta["training"]["config"]["init"] == str(first.last_checkpoint)
+    # at a vanishing learning rate the weights stay the checkpoint's (a fresh model's would not;
+    # batch-norm running statistics move with the data, so parameters only)
+    for (name, pa), (_, pb) in zip(base.named_parameters(), model.named_parameters()):
+        torch.testing.assert_close(pa, pb, rtol=1e-4, atol=1e-5, msg=name)
+
+    with pytest.raises(ConfigError, match="does not fit the weights"):
+        train(
+            config_with(cfg, out_dir=str(tmp_path / "bad"), model_overrides={"embed_dim": 48}),
+            data=(train_frames, []),
+        )
+    with pytest.raises(ConfigError, match="resume and init exclude each other"):
+        config_with(cfg, resume=str(first.last_checkpoint))
 
 
 @pytest.mark.parametrize(

@@ -153,6 +153,13 @@ def train_command(
     resume: Annotated[
         Path | None, typer.Option(help="Checkpoint to resume from (its .optim file too)")
     ] = None,
+    init: Annotated[
+        Path | None,
+        typer.Option(
+            help="Fine-tune: start from this checkpoint's weights, config and input recipe "
+            "(--set applies to its config), with a fresh optimizer and schedule"
+        ),
+    ] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
     workers: Annotated[int, typer.Option(help="Processes for rendering / binning the data")] = 1,
     train_seeds: Annotated[int | None, typer.Option(help="Synthetic: number of training sequences")] = None,
@@ -217,6 +224,7 @@ def train_command(
         seed=seed,
         out_dir=str(out),
         resume=None if resume is None else str(resume),
+        init=None if init is None else str(init),
         device=device,
         workers=workers,
         n_train_seeds=train_seeds,

@@ -87,6 +87,9 @@ class TrainConfig:
     seed: int = 0
     out_dir: str = "runs/train"
     resume: str | None = None
+    init: str | None = None
+    """Fine-tune: start from this checkpoint's weights, model config and input recipe
+    (``model_overrides`` applied to its config), with a fresh optimizer and schedule."""
     device: str = "auto"
     workers: int = 1
     n_train_seeds: int | None = None
@@ -111,6 +114,8 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
         if self.lr <= 0:
             raise ConfigError(f"lr must be positive, got {self.lr}")
+        if self.resume and self.init:
+            raise ConfigError("resume and init exclude each other: resume continues a run, init starts one")
         if self.burn_in_windows < 0:
             raise ConfigError(f"burn_in_windows must be >= 0, got {self.burn_in_windows}")
         for name in ("burn_in_p", "reverse_p"):
@@ -266,6 +271,33 @@ def build_model(cfg: TrainConfig):
     return SpikingTransformer(preset(cfg.preset, **overrides))
 
 
+def init_model(cfg: TrainConfig):
+    """The model and input recipe a fine-tune (``cfg.init``) starts from.
+
+    The checkpoint's config with ``cfg.model_overrides`` applied; its weights must fit
+    that config exactly (an override that changes a shape is a ``ConfigError``).  The
+    recipe is the checkpoint's, so the fine-tune sees the input its weights were made for.
+    """
+    from dvsapp.core.model import SpikingTransformer, load_checkpoint
+    from dvsapp.core.recipe import recipe_from_metadata
+
+    base, meta = load_checkpoint(cfg.init, map_location="cpu")
+    pre = recipe_from_metadata(meta, config=base.config, path=cfg.init)
+    if not cfg.model_overrides:
+        return base, pre
+    model = SpikingTransformer(base.config.replace(**cfg.model_overrides))
+    try:
+        model.load_state_dict(base.state_dict(), strict=True)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[-1].strip()
+        raise ConfigError(
+            f"--set {cfg.model_overrides} does not fit the weights of {cfg.init}: {first}"
+        ) from None
+    if (model.config.timesteps, model.config.step_us) != (pre.timesteps, pre.step_us):
+        pre = replace(pre, timesteps=model.config.timesteps, step_us=model.config.step_us)
+    return model, pre
+
+
 def preprocess_for(model_config) -> InputRecipe:
     """The :class:`~dvsapp.core.recipe.InputRecipe` a model is trained with: its config's input size,
     ``step_us`` and ``timesteps``, counts clipped at 255, no filter (from any sensor)."""
@@ -368,6 +400,8 @@ def _train(cfg, info: DistInfo, emit, command, data, torch, load_checkpoint, sav
         resumed = meta.get("training", {}) if isinstance(meta, dict) else {}
         best_score = float(resumed.get("metrics", {}).get("best_score", -math.inf))
         pre = recipe_from_metadata(meta, config=model.config, path=cfg.resume)  # train on as it was trained
+    elif cfg.init:
+        model, pre = init_model(cfg)
     else:
         model = build_model(cfg)
         pre = preprocess_for(model.config)
