@@ -165,6 +165,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--attention", nargs="+", default=list(ATTENTIONS))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--windows", type=int, default=10)
+    ap.add_argument(
+        "--timesteps",
+        type=int,
+        nargs="+",
+        default=None,
+        help="window lengths to time (default: each preset's)",
+    )
     ap.add_argument("--energy-only", action="store_true", help="estimate energy per window instead of timing")
     ap.add_argument("--checkpoint", default=None, help="energy of this checkpoint instead of fresh presets")
     ap.add_argument(
@@ -189,16 +196,19 @@ def main(argv: list[str] | None = None) -> None:
     print("|" + "---|" * (cols.count("|") - 1))
     for name in args.presets:
         for attention in args.attention:
-            cfg = preset(name, attention=attention)
-            model = build_model(cfg).eval()
-            frames = sparse_frames(cfg)
-            windows = args.windows if name == "tiny" else max(2, args.windows // 4)
-            ms, cpu_ms = time_per_step_ms(model, frames, windows)
-            row = (
-                f"| {name} | {attention} | {cfg.n_tokens} | {cfg.timesteps} | {cfg.step_us / 1000:g} ms "
-                f"| {ms:.2f} | {cpu_ms:.2f} | {cfg.step_us / 1000 / ms:.1f} |"
-            )
-            print(row, flush=True)
+            for t in args.timesteps or [None]:
+                cfg = preset(name, attention=attention, **({} if t is None else {"timesteps": t}))
+                model = build_model(cfg).eval()
+                frames = sparse_frames(cfg)
+                # the same number of timesteps for every window length
+                windows = args.windows if name == "tiny" else max(2, args.windows // 4)
+                windows = max(2, windows * preset(name).timesteps // cfg.timesteps)
+                ms, cpu_ms = time_per_step_ms(model, frames, windows)
+                row = (
+                    f"| {name} | {attention} | {cfg.n_tokens} | {cfg.timesteps} | {cfg.step_us / 1000:g} ms "
+                    f"| {ms:.2f} | {cpu_ms:.2f} | {cfg.step_us / 1000 / ms:.1f} |"
+                )
+                print(row, flush=True)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,14 @@ def main() -> None:
     ap.add_argument("--checkpoint", type=Path, default=None, help="default: the bundled model")
     ap.add_argument("--decays", type=float, nargs="+", default=[0.5, 0.35, 0.25, 0.15, 0.1])
     ap.add_argument("--splits", nargs="+", default=["val", "test"])
+    ap.add_argument(
+        "--timesteps",
+        type=int,
+        nargs="+",
+        default=None,
+        help="window lengths to feed (default: the recipe's); the per-step outputs do not depend on it, "
+        "only when a prediction is shown",
+    )
     ap.add_argument("--seeds", type=int, default=None, help="synthetic sequences per split (default: all)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--workers", type=int, default=1)
@@ -54,20 +62,21 @@ def main() -> None:
         f"{model.config.head_decay}"
     )
     print(
-        "| split | head_decay | clip | stream 100 / 200 / 500 / 1000 ms | step | circles | reversed: circles / clip |"
+        "| split | head_decay | T | clip | stream 100 / 200 / 500 / 1000 ms | step | circles | reversed: circles / clip |"
     )
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|")
     for split in args.splits:
         t = time.perf_counter()
         frames = build_frames("synthetic", None, split, recipe, workers=args.workers, n_seeds=args.seeds)
         t_bin = time.perf_counter() - t
-        for a in args.decays:
+        for a, steps in [(a, n) for a in args.decays for n in args.timesteps or [recipe.timesteps]]:
             probe = with_head_decay(model, a)
+            tag = f"decay{a:g}" + ("" if args.timesteps is None else f"_T{steps}")
             t = time.perf_counter()
             rep = evaluate_frames(
                 probe,
                 frames,
-                timesteps=recipe.timesteps,
+                timesteps=steps,
                 class_names=model.config.class_names,
                 horizons_ms=CURVE_MS,
             )
@@ -78,20 +87,22 @@ def main() -> None:
                 rev = evaluate_frames(
                     probe,
                     [reverse_frame_recording(r) for r in frames],
-                    timesteps=recipe.timesteps,
+                    timesteps=steps,
                     class_names=model.config.class_names,
-                    meta={"split": f"{split}:reversed", "head_decay": a},
+                    meta={"split": f"{split}:reversed", "head_decay": a, "timesteps": steps},
                 )
             if args.reports:
                 args.reports.mkdir(parents=True, exist_ok=True)
-                rep.meta.update(split=split, head_decay=a, checkpoint=str(ckpt))
-                rep.save_json(args.reports / f"{split}_decay{a:g}_report.json")
+                rep.meta.update(split=split, head_decay=a, timesteps=steps, checkpoint=str(ckpt))
+                rep.save_json(args.reports / f"{split}_{tag}_report.json")
                 if rev is not None:
-                    rev.save_json(args.reports / f"{split}_decay{a:g}_reversed_report.json")
+                    rev.save_json(args.reports / f"{split}_{tag}_reversed_report.json")
             rows.append(
                 {
                     "split": split,
                     "head_decay": a,
+                    "timesteps": steps,
+                    "label": f"decay {a:g}, {steps} x {recipe.step_us // 1000} ms windows",
                     "n_clips": rep.n_clips,
                     "clip": rep.clip_accuracy,
                     "stream": {str(k): v for k, v in curve.items()},
@@ -104,7 +115,7 @@ def main() -> None:
                 }
             )
             print(
-                f"| {split} ({rep.n_clips}) | {a:g} | {rep.clip_accuracy:.1%} | "
+                f"| {split} ({rep.n_clips}) | {a:g} | {steps} | {rep.clip_accuracy:.1%} | "
                 + " / ".join(f"{s[h]:.1%}" for h in sorted(s))
                 + f" | {rep.step_accuracy:.1%} | {circle_accuracy(rep):.1%} | "
                 + ("-" if rev is None else f"{circle_accuracy(rev):.1%} / {rev.clip_accuracy:.1%}")

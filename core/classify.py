@@ -275,11 +275,11 @@ def _default_recipe(config, input_size, step_us, steps_per_window) -> InputRecip
 
 def _checkpoint_path(checkpoint: str | os.PathLike | None) -> Path:
     """``checkpoint``, or the bundled model's path (``CheckpointError`` when that is absent)."""
-    from dvsapp.core.model import bundled_checkpoint
+    from dvsapp.core.model.checkpoint import resolve_checkpoint
 
+    path = resolve_checkpoint(checkpoint)
     if checkpoint is not None:
-        return Path(checkpoint)
-    path = Path(bundled_checkpoint())
+        return path
     if not path.is_file():
         raise CheckpointError(
             "no bundled model yet: train one with `dvsapp train` or pass --model CKPT", path=path

@@ -15,9 +15,13 @@ def _data_file(package: str, *parts: str) -> Path:
     return Path(str(resources.files(package).joinpath(*parts)))
 
 
-def bundled_checkpoint() -> Path:
-    """The shipped model, ``dvsapp/core/model/pretrained/tiny_synth.safetensors`` (may not exist)."""
-    return _data_file("dvsapp.core.model", "pretrained", "tiny_synth.safetensors")
+#: the shipped models by name (``--model small``): file names under ``dvsapp/core/model/pretrained``
+BUNDLED_MODELS: dict[str, str] = {"tiny": "tiny_synth.safetensors", "small": "small_synth.safetensors"}
+
+
+def bundled_checkpoint(name: str = "tiny") -> Path:
+    """A shipped model, by default ``dvsapp/core/model/pretrained/tiny_synth.safetensors`` (may not exist)."""
+    return _data_file("dvsapp.core.model", "pretrained", BUNDLED_MODELS[name])
 
 
 def bundled_recording() -> Path:

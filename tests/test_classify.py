@@ -176,7 +176,11 @@ def test_load_classifier_errors(tmp_path):
 def test_missing_bundled_model_is_a_clear_error(tmp_path, monkeypatch):
     import dvsapp.core.model
 
-    monkeypatch.setattr(dvsapp.core.model, "bundled_checkpoint", lambda: tmp_path / "absent.safetensors")
+    monkeypatch.setattr(
+        dvsapp.core.model.checkpoint,
+        "bundled_checkpoint",
+        lambda name="tiny": tmp_path / "absent.safetensors",
+    )
     with pytest.raises(CheckpointError, match="bundled"):
         load_classifier(None)
 

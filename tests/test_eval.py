@@ -106,7 +106,10 @@ def test_eval_of_the_bundled_recording_reports_consistent_figures(evaluated):
         assert rep["latency_ms_median"] == pytest.approx(float(np.median(latencies)))
     assert 0.0 <= rep["step_accuracy"] <= 1.0
     assert rep["meta"]["checkpoint"].endswith("tiny_synth.safetensors")
-    assert rep["meta"]["recipe"]["timesteps"] == 8 and rep["meta"]["paths"] == [str(RECORDING)]
+    from dvsapp.core.classify import checkpoint_recipe
+
+    assert rep["meta"]["recipe"] == checkpoint_recipe(None).to_dict()  # the checkpoint's own recipe
+    assert rep["meta"]["paths"] == [str(RECORDING)]
     assert rep["meta"]["recipe"]["input_size"] == [64, 64, 2] and rep["meta"]["recipe"]["clip"] == 255
 
     # the printed summary carries the same figures and matrix

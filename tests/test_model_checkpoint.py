@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+from pathlib import Path
 
 import pytest
 import torch
@@ -143,3 +144,18 @@ def test_bundled_checkpoint_path():
         model, meta = load_checkpoint(path)
         assert model.config.input_hw == (64, 64)
         assert meta["class_names"] == list(model.config.class_names)
+
+
+def test_shipped_models_resolve_by_name_and_a_file_of_that_name_wins(tmp_path, monkeypatch):
+    from dvsapp.core.model.checkpoint import resolve_checkpoint
+
+    small = resolve_checkpoint("small")
+    assert small == bundled_checkpoint("small") and small.name == "small_synth.safetensors"
+    assert resolve_checkpoint(None) == bundled_checkpoint() == resolve_checkpoint("tiny")
+    model, meta = load_checkpoint(small)  # the 128x128 model, with how it was made
+    assert model.config.input_hw == (128, 128) and model.config.n_tokens == 256
+    assert meta["recipe"]["input_size"][:2] == [128, 128]
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "small").write_bytes(b"")
+    assert resolve_checkpoint("small") == Path("small")  # a path the user has is never replaced
+    assert resolve_checkpoint("elsewhere/small") == Path("elsewhere/small")

@@ -156,7 +156,7 @@ def _classify_live(port: int, *query: str) -> subprocess.Popen:
 
 
 def _whole_windows(recording) -> int:
-    """Whole windows of the bundled model in the recording (0.59 s; 3 of 160 ms), at least 1."""
+    """Whole windows of the bundled model in the recording (0.59 s; 7 of 80 ms), at least 1."""
     from dvsapp.core.classify import load_classifier
     from dvsapp.core.io import open_events
 
@@ -183,7 +183,9 @@ def test_cli_live_receives_every_event(recording):
     summary = _summary(err)
     assert summary["events_in"] == N_EVENTS
     preds = [json.loads(ln) for ln in out.splitlines()]
-    assert len(preds) == summary["predictions"] == summary["windows"] >= _whole_windows(recording)
+    # every whole window was classified or, live, dropped and counted (the model lagging at start-up)
+    assert len(preds) == summary["predictions"] == summary["windows"] >= 1
+    assert summary["windows"] + summary["dropped_windows"] >= _whole_windows(recording)
     assert all({"label", "confidence", "latency_ms"} <= p.keys() for p in preds)
     assert sum(p["n_events"] for p in preds) <= N_EVENTS
     assert "gave up" in err  # the writer finished: the stream ended cleanly

@@ -21,7 +21,9 @@ SpeedOpt = Annotated[
 ]
 ModelOpt = Annotated[
     Path | None,
-    typer.Option("--model", "-m", help="Checkpoint (.safetensors); default: the bundled model."),
+    typer.Option(
+        "--model", "-m", help="Checkpoint (.safetensors) or a shipped model: tiny (the default), small."
+    ),
 ]
 
 

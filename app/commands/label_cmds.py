@@ -44,7 +44,10 @@ def edit(
     ] = None,
     model: Annotated[
         Path | None,
-        typer.Option("--model", help="Checkpoint for the prediction strip (default: the bundled model)."),
+        typer.Option(
+            "--model",
+            help="Checkpoint for the prediction strip, or a shipped model: tiny (the default), small.",
+        ),
     ] = None,
 ) -> None:
     """Open the labeling window on RECORDING (labels are saved beside it as <stem>_labels.csv)."""
@@ -112,7 +115,8 @@ def suggest(
     model: Annotated[
         Path | None,
         typer.Option(
-            "--model", help="Checkpoint that names each segment's class (default: the bundled model)."
+            "--model",
+            help="Checkpoint that names each segment's class, or a shipped model (tiny: the default, small).",
         ),
     ] = None,
     no_model: Annotated[

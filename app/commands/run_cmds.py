@@ -79,7 +79,10 @@ def classify(
         ),
     ] = None,
     model: Annotated[
-        Path | None, typer.Option("--model", help="Checkpoint (.safetensors); default: the bundled model.")
+        Path | None,
+        typer.Option(
+            "--model", help="Checkpoint (.safetensors) or a shipped model: tiny (the default), small."
+        ),
     ] = None,
     window_ms: Annotated[
         float | None, typer.Option(help="Window length in ms (default: the model's).")

@@ -255,7 +255,9 @@ def eval_command(
     paths: Annotated[
         list[Path] | None, typer.Argument(help="Labeled recordings (files or folders); none = --dataset")
     ] = None,
-    checkpoint: Annotated[Path | None, typer.Option(help="Checkpoint (default: the bundled model)")] = None,
+    checkpoint: Annotated[
+        Path | None, typer.Option(help="Checkpoint, or a shipped model: tiny (the default), small")
+    ] = None,
     dataset: Annotated[
         str | None, typer.Option(help="synthetic | dvsgesture | tonic-dvsgesture | h5")
     ] = None,

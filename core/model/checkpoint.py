@@ -25,16 +25,35 @@ from dvsapp.core.errors import CheckpointError, ConfigError
 from dvsapp.core.model.config import ModelConfig
 from dvsapp.core.model.network import SpikingTransformer, build_model
 
-__all__ = ["CHECKPOINT_FORMAT", "bundled_checkpoint", "load_checkpoint", "save_checkpoint"]
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "bundled_checkpoint",
+    "load_checkpoint",
+    "resolve_checkpoint",
+    "save_checkpoint",
+]
 
 CHECKPOINT_FORMAT = "dvsapp-spiking-transformer/1"
 
 
-def bundled_checkpoint() -> Path:
-    """Path of the shipped model (package data; may not exist)."""
+def bundled_checkpoint(name: str = "tiny") -> Path:
+    """Path of a shipped model (package data; may not exist): ``"tiny"`` (the default) or ``"small"``."""
     from dvsapp.core.resources import bundled_checkpoint as _bundled
 
-    return _bundled()
+    return _bundled(name)
+
+
+def resolve_checkpoint(checkpoint: str | os.PathLike | None) -> Path:
+    """``None`` -> the default shipped model; a shipped model's name (``"small"``) that is not
+    a file here -> that model; anything else -> the path as given."""
+    from dvsapp.core.resources import BUNDLED_MODELS
+
+    if checkpoint is None:
+        return bundled_checkpoint()
+    path = Path(checkpoint)
+    if str(checkpoint) in BUNDLED_MODELS and not path.exists():
+        return bundled_checkpoint(str(checkpoint))
+    return path
 
 
 def save_checkpoint(

@@ -25,14 +25,19 @@ def checkpoint_score(report) -> float:
     return report.clip_accuracy + report.stream_accuracy.get(500, 0.0)
 
 
-def with_head_decay(model, decay: float):
-    """A copy of ``model`` whose config and head integrator use ``decay`` (same weights)."""
+def with_config(model, **changes):
+    """A copy of ``model`` built from its config with ``changes`` (same weights; they must fit)."""
     from dvsapp.core.model import build_model
 
-    new = build_model(dataclasses.replace(model.config, head_decay=float(decay)))
+    new = build_model(dataclasses.replace(model.config, **changes))
     new.load_state_dict(model.state_dict())
     p = next(model.parameters())
     return new.to(device=p.device, dtype=p.dtype).train(model.training)
+
+
+def with_head_decay(model, decay: float):
+    """A copy of ``model`` whose config and head integrator use ``decay`` (same weights)."""
+    return with_config(model, head_decay=float(decay))
 
 
 def choose_head_decay(
