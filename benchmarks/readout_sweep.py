@@ -45,8 +45,8 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     torch.set_num_interop_threads(1)
-    from dvsapp.core.model import bundled_checkpoint, load_checkpoint
-    from dvsapp.core.recipe import recipe_from_metadata
+    from dvsapp.core.model import bundled_checkpoint
+    from dvsapp.core.recipe import load_with_recipe
     from dvsapp.core.train.datasets import build_frames
     from dvsapp.core.train.evaluate import evaluate_frames
     from dvsapp.core.train.readout import with_head_decay
@@ -54,8 +54,7 @@ def main() -> None:
     from dvsapp.core.train.trainer import circle_accuracy
 
     ckpt = args.checkpoint or bundled_checkpoint()
-    model, meta = load_checkpoint(ckpt)
-    recipe = recipe_from_metadata(meta, config=model.config, path=ckpt)
+    model, _, recipe = load_with_recipe(ckpt)
     rows = []
     print(
         f"# {ckpt.name}, torch {torch.__version__}, {args.threads} thread(s); trained head_decay "

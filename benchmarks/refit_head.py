@@ -127,15 +127,14 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     torch.set_num_interop_threads(1)
-    from dvsapp.core.model import bundled_checkpoint, load_checkpoint, save_checkpoint
-    from dvsapp.core.recipe import recipe_from_metadata
+    from dvsapp.core.model import bundled_checkpoint, save_checkpoint
+    from dvsapp.core.recipe import load_with_recipe
     from dvsapp.core.train.datasets import build_frames
     from dvsapp.core.train.evaluate import evaluate_frames, score_recordings
     from dvsapp.core.train.readout import checkpoint_score, with_head_decay
 
     ckpt = args.checkpoint or bundled_checkpoint()
-    model, meta = load_checkpoint(ckpt)
-    recipe = recipe_from_metadata(meta, config=model.config, path=ckpt)
+    model, meta, recipe = load_with_recipe(ckpt)
     T, names = recipe.timesteps, model.config.class_names
     args.out.mkdir(parents=True, exist_ok=True)
     frames, spikes = {}, {}

@@ -325,11 +325,10 @@ def load_classifier(
         Missing, corrupt or mismatched checkpoint (also when the bundled model is absent),
         or one without an input recipe.
     """
-    from dvsapp.core.model import load_checkpoint
+    from dvsapp.core.recipe import load_with_recipe
 
     path = _checkpoint_path(checkpoint)
-    model, metadata = load_checkpoint(path, map_location=device)
-    recipe = recipe_from_metadata(metadata, config=model.config, path=path)
+    model, metadata, recipe = load_with_recipe(path, map_location=device)
     names = metadata.get("class_names") or list(model.config.class_names)
     clf = StreamingClassifier(
         model, class_names=names, device=device, smoothing=smoothing, record_taps=record_taps, recipe=recipe

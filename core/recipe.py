@@ -65,6 +65,7 @@ __all__ = [
     "FilterSpec",
     "InputRecipe",
     "InputStream",
+    "load_with_recipe",
     "recipe_from_metadata",
 ]
 
@@ -462,6 +463,18 @@ def _legacy_recipe(pre: Mapping[str, Any], path) -> InputRecipe:
             path=path,
         )
     return recipe
+
+
+def load_with_recipe(path, map_location="cpu"):
+    """A checkpoint's model, metadata and input recipe (checked against the model): ``(model, meta, recipe)``.
+
+    :func:`dvsapp.core.model.load_checkpoint` then :func:`recipe_from_metadata`; raises
+    ``CheckpointError`` as both do.
+    """
+    from dvsapp.core.model import load_checkpoint
+
+    model, metadata = load_checkpoint(path, map_location=map_location)
+    return model, metadata, recipe_from_metadata(metadata, config=model.config, path=path)
 
 
 def recipe_from_metadata(metadata: Mapping[str, Any], *, config=None, path=None) -> InputRecipe:

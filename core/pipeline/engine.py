@@ -496,10 +496,6 @@ class Pipeline:
         self._metrics.windows_binned += 1
         self._metrics.events_binned += window.n_events
         self._metrics.queue_max = max(self._metrics.queue_max, q.qsize())
-        # let the model task take the window now: a source whose packets are already buffered
-        # never suspends its `async for`, and without this yield the windows of a burst would
-        # pile up (and, live, be dropped) before the model saw the first
-        await asyncio.sleep(0)
 
     async def _ingest(self) -> None:
         generation = self._generation

@@ -376,16 +376,14 @@ def evaluate_checkpoint(
         when empty, ``dataset``/``root``/``split`` name the data (default: synthetic test seeds)
     device : ``"cpu"``, ``"cuda"``, ``"auto"``
     """
-    from dvsapp.core.model import load_checkpoint
     from dvsapp.core.model.checkpoint import resolve_checkpoint
-    from dvsapp.core.recipe import recipe_from_metadata
+    from dvsapp.core.recipe import load_with_recipe
     from dvsapp.core.train.datasets import bin_recording, build_frames, labeled_recordings
     from dvsapp.core.train.distributed import pick_device
 
     ckpt = resolve_checkpoint(checkpoint)
     dev = pick_device(device)
-    model, meta = load_checkpoint(ckpt, map_location=dev)
-    recipe = recipe_from_metadata(meta, config=model.config, path=ckpt)
+    model, meta, recipe = load_with_recipe(ckpt, map_location=dev)
     if paths:
         recs = labeled_recordings(list(paths))
         frames = [bin_recording(r, recipe) for r in recs]

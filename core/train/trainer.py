@@ -278,11 +278,10 @@ def init_model(cfg: TrainConfig):
     that config exactly (an override that changes a shape is a ``ConfigError``).  The
     recipe is the checkpoint's, so the fine-tune sees the input its weights were made for.
     """
-    from dvsapp.core.model import SpikingTransformer, load_checkpoint
-    from dvsapp.core.recipe import recipe_from_metadata
+    from dvsapp.core.model import SpikingTransformer
+    from dvsapp.core.recipe import load_with_recipe
 
-    base, meta = load_checkpoint(cfg.init, map_location="cpu")
-    pre = recipe_from_metadata(meta, config=base.config, path=cfg.init)
+    base, _, pre = load_with_recipe(cfg.init)
     if not cfg.model_overrides:
         return base, pre
     model = SpikingTransformer(base.config.replace(**cfg.model_overrides))
@@ -394,12 +393,11 @@ def _train(cfg, info: DistInfo, emit, command, data, torch, load_checkpoint, sav
 
     # ---- model (fresh or resumed)
     if cfg.resume:
-        from dvsapp.core.recipe import recipe_from_metadata
+        from dvsapp.core.recipe import load_with_recipe
 
-        model, meta = load_checkpoint(cfg.resume, map_location="cpu")
+        model, meta, pre = load_with_recipe(cfg.resume)  # train on as it was trained
         resumed = meta.get("training", {}) if isinstance(meta, dict) else {}
         best_score = float(resumed.get("metrics", {}).get("best_score", -math.inf))
-        pre = recipe_from_metadata(meta, config=model.config, path=cfg.resume)  # train on as it was trained
     elif cfg.init:
         model, pre = init_model(cfg)
     else:
@@ -455,6 +453,11 @@ def _train(cfg, info: DistInfo, emit, command, data, torch, load_checkpoint, sav
     if cfg.max_steps is not None:
         total_steps = min(total_steps, cfg.max_steps)
     use_amp = cfg.amp and info.device.startswith("cuda")
+
+    # validation every epoch, the readout choice and the held-out test are scored alike
+    eval_opts = dict(
+        timesteps=T, class_names=class_names, device=info.device, batch_size=cfg.eval_batch, amp=use_amp
+    )
 
     def autocast():
         return torch.autocast(device_type=info.device.split(":")[0], dtype=torch.bfloat16, enabled=use_amp)
@@ -559,15 +562,7 @@ def _train(cfg, info: DistInfo, emit, command, data, torch, load_checkpoint, sav
         }
         if info.is_main:
             if val_frames:
-                rep = evaluate_frames(
-                    model,
-                    val_frames,
-                    timesteps=T,
-                    class_names=class_names,
-                    device=info.device,
-                    batch_size=cfg.eval_batch,
-                    amp=use_amp,
-                )
+                rep = evaluate_frames(model, val_frames, **eval_opts)
                 metrics.update(
                     val_clip_acc=rep.clip_accuracy,
                     val_step_acc=rep.step_accuracy,
@@ -592,15 +587,7 @@ def _train(cfg, info: DistInfo, emit, command, data, torch, load_checkpoint, sav
     if info.is_main and cfg.tune_readout and val_frames and best_path.is_file():
         best, best_meta = load_checkpoint(best_path, map_location=info.device)
         trained = float(best.config.head_decay)
-        chosen, table = choose_head_decay(
-            best,
-            val_frames,
-            timesteps=T,
-            class_names=class_names,
-            device=info.device,
-            batch_size=cfg.eval_batch,
-            amp=use_amp,
-        )
+        chosen, table = choose_head_decay(best, val_frames, **eval_opts)
         if chosen != trained:
             best_meta["readout"] = {"head_decay_trained": trained, "head_decay": chosen, "validation": table}
             save_checkpoint(best_path, with_head_decay(best, chosen), metadata=best_meta)
@@ -614,11 +601,7 @@ def _train(cfg, info: DistInfo, emit, command, data, torch, load_checkpoint, sav
         rep = evaluate_frames(
             best.to(info.device),
             test_frames,
-            timesteps=T,
-            class_names=class_names,
-            device=info.device,
-            batch_size=cfg.eval_batch,
-            amp=use_amp,
+            **eval_opts,
             meta={"checkpoint": str(best_path), "dataset": cfg.dataset, "split": cfg.test_split},
         )
         rep.save_json(out / "test_report.json")
@@ -628,11 +611,7 @@ def _train(cfg, info: DistInfo, emit, command, data, torch, load_checkpoint, sav
             rev = evaluate_frames(
                 best.to(info.device),
                 [reverse_frame_recording(r) for r in test_frames],
-                timesteps=T,
-                class_names=class_names,
-                device=info.device,
-                batch_size=cfg.eval_batch,
-                amp=use_amp,
+                **eval_opts,
                 meta={
                     "checkpoint": str(best_path),
                     "dataset": cfg.dataset,
