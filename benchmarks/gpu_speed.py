@@ -45,7 +45,27 @@ def _autocast(device, bf16):
     return torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16)
 
 
-def bench_train(cfg, device, *, batch, compiled, bf16, iters, warmup):
+def _profile(fn, n, device):
+    """Top kernels of ``n`` calls of ``fn`` (torch.profiler) and the share of wall time the GPU was busy."""
+    from torch.profiler import ProfilerActivity, profile
+
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.startswith("cuda") else [])
+    _sync(device)
+    t0 = time.perf_counter()
+    with profile(activities=acts) as prof:
+        for _ in range(n):
+            fn()
+        _sync(device)
+    wall = time.perf_counter() - t0
+    ev = prof.key_averages()
+    key = "self_device_time_total" if device.startswith("cuda") else "self_cpu_time_total"
+    busy = sum(getattr(e, key, 0.0) for e in ev if e.device_type.name in ("CUDA", "PrivateUse1")) / 1e6
+    table = ev.table(sort_by=key, row_limit=30, max_name_column_width=90)
+    head = f"{n} calls: wall {1e3 * wall / n:.2f} ms, GPU kernels {1e3 * busy / n:.2f} ms per call"
+    return head + "\n" + table
+
+
+def bench_train(cfg, device, *, batch, compiled, bf16, iters, warmup, profile=0, state_dtype=torch.float32):
     model = build_model(cfg).to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     net = torch.compile(model) if compiled else model
@@ -53,7 +73,7 @@ def bench_train(cfg, device, *, batch, compiled, bf16, iters, warmup):
     y = torch.randint(0, cfg.num_classes, (cfg.timesteps * batch,), device=device)
 
     def step():
-        state = model.initial_state(batch, device, torch.float32)
+        state = model.initial_state(batch, device, state_dtype)
         opt.zero_grad(set_to_none=True)
         with _autocast(device, bf16):
             logits, _ = net(x, state)
@@ -71,10 +91,13 @@ def bench_train(cfg, device, *, batch, compiled, bf16, iters, warmup):
         step()
     _sync(device)
     dt = (time.perf_counter() - t0) / iters
-    return {"samples_per_s": batch / dt, "ms_per_step": 1e3 * dt, "warmup_s": t_compile}
+    out = {"samples_per_s": batch / dt, "ms_per_step": 1e3 * dt, "warmup_s": t_compile}
+    if profile:
+        out["profile"] = _profile(step, profile, device)
+    return out
 
 
-def bench_infer(cfg, device, *, batch, compiled, bf16, iters, warmup, mode=None):
+def bench_infer(cfg, device, *, batch, compiled, bf16, iters, warmup, mode=None, profile=0):
     model = build_model(cfg).to(device).eval()
     net = torch.compile(model, mode=mode) if compiled else model
     x = _frames(cfg.timesteps, batch, cfg, device)
@@ -97,12 +120,20 @@ def bench_infer(cfg, device, *, batch, compiled, bf16, iters, warmup, mode=None)
         for _ in range(iters):
             state = window(state)
         _sync(device)
-    dt = (time.perf_counter() - t0) / iters
-    return {
-        "sample_timesteps_per_s": batch * cfg.timesteps / dt,
-        "ms_per_window": 1e3 * dt,
-        "warmup_s": t_compile,
-    }
+        dt = (time.perf_counter() - t0) / iters
+        out = {
+            "sample_timesteps_per_s": batch * cfg.timesteps / dt,
+            "ms_per_window": 1e3 * dt,
+            "warmup_s": t_compile,
+        }
+        if profile:
+            box = [state]
+
+            def one():
+                box[0] = window(box[0])
+
+            out["profile"] = _profile(one, profile, device)
+    return out
 
 
 CASES = {
@@ -110,6 +141,7 @@ CASES = {
     "train-eager-bf16": ("train", 16, False, True, None),
     "train-compiled-bf16": ("train", 16, True, True, None),
     "train-compiled-fp32": ("train", 16, True, False, None),
+    "train-compiled-bf16-bf16state": ("train", 16, True, True, None),
     "infer-eager-bf16-b32": ("infer", 32, False, True, None),
     "infer-compiled-bf16-b32": ("infer", 32, True, True, None),
     "infer-compiled-fp32-b32": ("infer", 32, True, False, None),
@@ -126,6 +158,7 @@ def main(argv=None):
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--cases", default=",".join(CASES))
     ap.add_argument("--out", default=None)
+    ap.add_argument("--profile", type=int, default=0, help="profile this many calls per case (top kernels)")
     args = ap.parse_args(argv)
     torch.backends.cudnn.benchmark = True
     torch.backends.cuda.matmul.allow_tf32 = True
@@ -138,6 +171,7 @@ def main(argv=None):
         "| case | batch | figure | ms per step/window | warm-up (incl. compile) s |",
         "|---|---|---|---|---|",
     ]
+    profiles = []
     for name in args.cases.split(","):
         kind, batch, compiled, bf16, mode = CASES[name]
         try:
@@ -150,6 +184,8 @@ def main(argv=None):
                     bf16=bf16,
                     iters=args.iters,
                     warmup=args.warmup,
+                    profile=args.profile,
+                    state_dtype=torch.bfloat16 if name.endswith("bf16state") else torch.float32,
                 )
                 fig, ms = f"{r['samples_per_s']:.0f} samples/s", r["ms_per_step"]
             else:
@@ -162,17 +198,20 @@ def main(argv=None):
                     iters=args.iters,
                     warmup=args.warmup,
                     mode=mode,
+                    profile=args.profile,
                 )
                 unit = "timesteps/s" if batch == 1 else "sample-timesteps/s"
                 fig, ms = f"{r['sample_timesteps_per_s']:.0f} {unit}", r["ms_per_window"]
             lines.append(f"| {name} | {batch} | {fig} | {ms:.2f} | {r['warmup_s']:.1f} |")
+            if "profile" in r:
+                profiles.append(f"## {name}\n\n```\n{r['profile']}\n```\n")
         except Exception as exc:  # a case that fails (e.g. a compile error) is reported, the rest still run
             lines.append(
                 f"| {name} | {batch} | failed: {type(exc).__name__}: {str(exc).splitlines()[0][:120]} | | |"
             )
         print(lines[-1], flush=True)
         torch._dynamo.reset()
-    text = "\n".join(lines)
+    text = "\n".join(lines) + ("\n\n" + "\n".join(profiles) if profiles else "")
     print(text)
     if args.out:
         with open(args.out, "w", encoding="utf-8") as fh:

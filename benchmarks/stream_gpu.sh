@@ -5,7 +5,8 @@
 #   [RUNS="E S"] [BENCH=1] bash benchmarks/stream_gpu.sh OUT_DIR TIME_LIMIT_S [RESUME_DIR]
 #
 # BENCH=1 first measures benchmarks/gpu_speed.py (and runs the CUDA tests) on cores 0-3 while the
-# frame caches are built on cores 4-15, so the GPU has the benchmark to itself.
+# frame caches are built on cores 4-15, so the GPU has the benchmark to itself (CASES picks the
+# cases, PROFILE=N adds the top kernels of N calls each, BENCH_S bounds it).
 #
 #   E  fine-tune of the shipped tiny: BPTT through 4 windows, 3 of 4 batches mid-stream (2 burn-in windows)
 #   F  fine-tune of the shipped tiny: every batch mid-stream (4 burn-in windows), higher peak lr
@@ -24,15 +25,15 @@ t0=$(date +%s)
 cache_cpus=0-15
 if [ -n "${BENCH:-}" ]; then
   cache_cpus=4-15
-  ( taskset -c 0-3 timeout 220 python3 benchmarks/gpu_speed.py --iters 20 --warmup 3 --out "$out/speed.md" \
-      --cases train-compiled-bf16,infer-compiled-bf16-b32,infer-compiled-fp32-b1,train-compiled-fp32,infer-compiled-fp32-b32,infer-eager-fp32-b1 \
+  ( taskset -c 0-3 timeout "${BENCH_S:-220}" python3 benchmarks/gpu_speed.py --iters 20 --warmup 3 --out "$out/speed.md" \
+      --profile "${PROFILE:-0}" --cases "${CASES:-train-compiled-bf16,infer-compiled-bf16-b32,train-compiled-fp32,infer-compiled-fp32-b32}" \
       >"$out/speed.log" 2>&1 || echo "gpu_speed exited with $?" >>"$out/speed.log"
     taskset -c 0-3 timeout 60 python3 -m pytest -q -p no:cacheprovider tests/test_model.py -k cuda \
       >"$out/cuda_tests.log" 2>&1 || echo "pytest exited with $?" >>"$out/cuda_tests.log" ) &
 fi
 case " ${RUNS:-E F S} " in *" S "*) presets="tiny small" ;; *) presets="tiny" ;; esac
 for p in $presets; do
-  taskset -c "$cache_cpus" python3 benchmarks/warm_cache.py --cache /tmp/cache --workers 6 --stretch 0.7,1.3 \
+  taskset -c "$cache_cpus" python3 benchmarks/warm_cache.py --cache /tmp/cache --workers "${CACHE_WORKERS:-6}" --stretch 0.7,1.3 \
     --seed 0 --preset "$p" &
 done
 wait

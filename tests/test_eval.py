@@ -185,3 +185,30 @@ def test_scores_follow_the_documented_rules():
     assert rep.precision[0] == 0.0 and np.isnan(rep.precision[3]) and rep.recall[3] == 0.0
     text = format_report(rep)
     assert "clip accuracy: 66.7%" in text and "100 ms 33.3%" in text
+
+
+def test_chunked_evaluation_gives_the_per_window_probabilities():
+    """Several windows per model call (the trainer's fast validation) change nothing but speed."""
+    import torch
+
+    from dvsapp.core.model import build_model, preset
+    from dvsapp.core.train.evaluate import run_model_on_frames
+
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    model = build_model(preset("tiny")).eval()
+    cfg = model.config
+    T = cfg.timesteps
+    rng = np.random.default_rng(3)
+    recs = []
+    for k, n in enumerate((7 * T + 3, 4 * T)):  # unequal lengths: padding and an incomplete window
+        frames = (rng.random((n, cfg.in_channels, *cfg.input_hw)) < 0.08).astype(np.uint8) * 2
+        recs.append(FrameRecording(f"r{k}", frames, np.full(n, -1, np.int16), 0, 20_000, ()))
+    one = run_model_on_frames(model, recs, timesteps=T, batch_size=2)
+    three = run_model_on_frames(model, recs, timesteps=T, batch_size=2, chunk_windows=3)
+    for a, b in zip(one, three):
+        assert a.shape == b.shape and np.isnan(a[:, 0]).sum() == np.isnan(b[:, 0]).sum()
+        np.testing.assert_array_equal(a, b)
+    assert np.isnan(one[0][-3:]).all() and not np.isnan(one[0][: 7 * T]).any()
+    with pytest.raises(ValueError, match="chunk_windows"):
+        run_model_on_frames(model, recs, timesteps=T, chunk_windows=0)

@@ -132,14 +132,22 @@ def run_model_on_frames(
     device="cpu",
     batch_size: int = 16,
     amp: bool = False,
+    chunk_windows: int = 1,
 ) -> list[np.ndarray]:
     """Per-timestep class probabilities ``[S, C]`` (float32) for each recording.
 
     Recordings are batched (:func:`padded_batches`) and run window by window with the
     state carried.  Only complete windows are run: the last ``S mod timesteps`` steps get
     NaN.  The model receives float32 of the stored (clipped) counts, as the pipeline feeds it.
+
+    ``chunk_windows > 1`` hands the model that many windows per call.  The per-step
+    outputs are the same (one call equals the split with carried state), so only the
+    speed changes: fewer, larger calls, which is what a launch-bound GPU wants.
     """
     import torch
+
+    if chunk_windows < 1:
+        raise ValueError(f"chunk_windows must be >= 1, got {chunk_windows}")
 
     results: dict[int, np.ndarray] = {}
     was_training = model.training
@@ -149,8 +157,10 @@ def run_model_on_frames(
             probs = []
             state = None
             with torch.no_grad():
-                for w in range(len(x_all) // timesteps):
-                    x = x_all[w * timesteps : (w + 1) * timesteps].to(device).float()
+                n_steps = (len(x_all) // timesteps) * timesteps
+                step = timesteps * chunk_windows
+                for lo in range(0, n_steps, step):
+                    x = x_all[lo : min(lo + step, n_steps)].to(device).float()
                     with torch.autocast(
                         device_type=torch.device(device).type, dtype=torch.bfloat16, enabled=amp
                     ):
@@ -258,10 +268,21 @@ def evaluate_frames(
     amp: bool = False,
     horizons_ms: Sequence[int] = DEFAULT_HORIZONS_MS,
     meta: dict | None = None,
+    chunk_windows: int = 1,
 ) -> EvalReport:
-    """Run ``model`` over binned recordings and score it."""
+    """Run ``model`` over binned recordings and score it (windows of ``timesteps``).
+
+    ``chunk_windows``: windows per model call (:func:`run_model_on_frames`); the score
+    is that of ``timesteps``-step windows whatever it is.
+    """
     probs = run_model_on_frames(
-        model, recordings, timesteps=timesteps, device=device, batch_size=batch_size, amp=amp
+        model,
+        recordings,
+        timesteps=timesteps,
+        device=device,
+        batch_size=batch_size,
+        amp=amp,
+        chunk_windows=chunk_windows,
     )
     return score_recordings(
         recordings, probs, timesteps=timesteps, class_names=class_names, horizons_ms=horizons_ms, meta=meta

@@ -50,6 +50,7 @@ def choose_head_decay(
     device="cpu",
     batch_size: int = 32,
     amp: bool = False,
+    chunk_windows: int = 1,
 ) -> tuple[float, list[dict]]:
     """The best ``head_decay`` on ``recordings`` and the table of every candidate scored.
 
@@ -69,6 +70,7 @@ def choose_head_decay(
             device=device,
             batch_size=batch_size,
             amp=amp,
+            chunk_windows=chunk_windows,
         )
         rows.append(
             {

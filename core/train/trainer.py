@@ -103,6 +103,8 @@ class TrainConfig:
     cache_dir: str | None = None
     max_steps: int | None = None
     eval_batch: int = 32
+    eval_chunk_steps: int = 64
+    """Timesteps per model call in evaluation (whole windows; the score does not depend on it)."""
     time_limit_s: float | None = None
     model_overrides: dict = field(default_factory=dict)
     tune_readout: bool = True
@@ -456,7 +458,12 @@ def _train(cfg, info: DistInfo, emit, command, data, torch, load_checkpoint, sav
 
     # validation every epoch, the readout choice and the held-out test are scored alike
     eval_opts = dict(
-        timesteps=T, class_names=class_names, device=info.device, batch_size=cfg.eval_batch, amp=use_amp
+        timesteps=T,
+        class_names=class_names,
+        device=info.device,
+        batch_size=cfg.eval_batch,
+        amp=use_amp,
+        chunk_windows=max(1, cfg.eval_chunk_steps // T),
     )
 
     def autocast():
@@ -469,12 +476,12 @@ def _train(cfg, info: DistInfo, emit, command, data, torch, load_checkpoint, sav
     best_path, last_path = out / "best.safetensors", out / "last.safetensors"
 
     t_train = time.perf_counter()
-    last_epoch_s = 0.0
+    next_epoch_s = 0.0  # the expected cost of one more epoch (training + validation), for the time limit
     for epoch in range(start_epoch, cfg.epochs):
         if global_step >= total_steps:
             break
         if cfg.time_limit_s is not None:
-            late = float(time.perf_counter() - t_train + last_epoch_s > cfg.time_limit_s)
+            late = float(time.perf_counter() - t_train + next_epoch_s > cfg.time_limit_s)
             if all_reduce_sum(info, [late])[0] > 0:  # every rank stops at the same epoch
                 emit("time_limit", {"epoch": epoch, "limit_s": cfg.time_limit_s})
                 break
@@ -486,6 +493,7 @@ def _train(cfg, info: DistInfo, emit, command, data, torch, load_checkpoint, sav
         emit("epoch_start", {"epoch": epoch, "steps": steps_per_epoch, "epochs": cfg.epochs})
         net.train()
         t_epoch = time.perf_counter()
+        t_first, epoch_step0 = None, global_step  # after the first step: what follows is free of compilation
         sums = np.zeros(4)  # loss*n, correct, labeled, clips
         for step in range(steps_per_epoch):
             if global_step >= total_steps:
@@ -529,6 +537,8 @@ def _train(cfg, info: DistInfo, emit, command, data, torch, load_checkpoint, sav
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             optimizer.step()
             global_step += 1
+            if t_first is None:
+                t_first = time.perf_counter()
             sums += (loss_sum, correct, labeled, len(idx))
             if info.is_main:
                 elapsed = time.perf_counter() - t_epoch
@@ -546,8 +556,11 @@ def _train(cfg, info: DistInfo, emit, command, data, torch, load_checkpoint, sav
                 )
         if info.device.startswith("cuda"):
             torch.cuda.synchronize()
-        epoch_s = time.perf_counter() - t_epoch
-        last_epoch_s = epoch_s
+        t_end = time.perf_counter()
+        epoch_s = t_end - t_epoch
+        n_steps = global_step - epoch_step0
+        # a first epoch holds the compilation: judge the next one by the steps after the first
+        steady_s = (t_end - t_first) * n_steps / (n_steps - 1) if t_first and n_steps > 1 else epoch_s
         tot = all_reduce_sum(info, list(sums))
         metrics = {
             "epoch": epoch,
@@ -560,6 +573,7 @@ def _train(cfg, info: DistInfo, emit, command, data, torch, load_checkpoint, sav
             "timesteps_per_s": tot[3] * L * T / max(epoch_s, 1e-9),
             "world_size": info.world_size,
         }
+        t_val = time.perf_counter()
         if info.is_main:
             if val_frames:
                 rep = evaluate_frames(model, val_frames, **eval_opts)
@@ -583,6 +597,7 @@ def _train(cfg, info: DistInfo, emit, command, data, torch, load_checkpoint, sav
             _append_metrics(out, metrics)
             emit("epoch_end", {**metrics, "improved": improved})
         barrier(info)
+        next_epoch_s = steady_s + (time.perf_counter() - t_val)
 
     if info.is_main and cfg.tune_readout and val_frames and best_path.is_file():
         best, best_meta = load_checkpoint(best_path, map_location=info.device)
