@@ -97,11 +97,13 @@ def bench_train(cfg, device, *, batch, compiled, bf16, iters, warmup, profile=0,
     return out
 
 
-def bench_infer(cfg, device, *, batch, compiled, bf16, iters, warmup, mode=None, profile=0):
+def bench_infer(
+    cfg, device, *, batch, compiled, bf16, iters, warmup, mode=None, profile=0, state_dtype=torch.float32
+):
     model = build_model(cfg).to(device).eval()
     net = torch.compile(model, mode=mode) if compiled else model
     x = _frames(cfg.timesteps, batch, cfg, device)
-    state = model.initial_state(batch, device, torch.float32)
+    state = model.initial_state(batch, device, state_dtype)
     t_compile = time.perf_counter()
     graphs = mode == "reduce-overhead"  # CUDA graphs: the carried state must outlive the next replay
 
@@ -109,7 +111,7 @@ def bench_infer(cfg, device, *, batch, compiled, bf16, iters, warmup, mode=None,
         if graphs:
             torch.compiler.cudagraph_mark_step_begin()
         _, state = net(x, state)
-        return state.map(lambda t: t.float().clone()) if graphs else state.to(dtype=torch.float32)
+        return state.map(lambda t: t.to(state_dtype).clone()) if graphs else state.to(dtype=state_dtype)
 
     with torch.inference_mode(), _autocast(device, bf16):
         for _ in range(warmup):
@@ -137,16 +139,16 @@ def bench_infer(cfg, device, *, batch, compiled, bf16, iters, warmup, mode=None,
 
 
 CASES = {
-    # name: (kind, batch, compiled, bf16, compile mode)
-    "train-eager-bf16": ("train", 16, False, True, None),
-    "train-compiled-bf16": ("train", 16, True, True, None),
-    "train-compiled-fp32": ("train", 16, True, False, None),
-    "train-compiled-bf16-bf16state": ("train", 16, True, True, None),
-    "infer-eager-bf16-b32": ("infer", 32, False, True, None),
-    "infer-compiled-bf16-b32": ("infer", 32, True, True, None),
-    "infer-compiled-fp32-b32": ("infer", 32, True, False, None),
-    "infer-eager-fp32-b1": ("infer", 1, False, False, None),
-    "infer-compiled-fp32-b1": ("infer", 1, True, False, "reduce-overhead"),
+    # name: (kind, batch, compiled, bf16 autocast, compile mode, dtype of the carried state)
+    "train-eager-bf16": ("train", 16, False, True, None, torch.float32),
+    "train-compiled-bf16": ("train", 16, True, True, None, torch.float32),
+    "train-compiled-fp32": ("train", 16, True, False, None, torch.float32),
+    "train-compiled-bf16-bf16state": ("train", 16, True, True, None, torch.bfloat16),
+    "infer-eager-bf16-b32": ("infer", 32, False, True, None, torch.float32),
+    "infer-compiled-bf16-b32": ("infer", 32, True, True, None, torch.float32),
+    "infer-compiled-fp32-b32": ("infer", 32, True, False, None, torch.float32),
+    "infer-eager-fp32-b1": ("infer", 1, False, False, None, torch.float32),
+    "infer-compiled-fp32-b1": ("infer", 1, True, False, "reduce-overhead", torch.float32),
 }
 
 
@@ -173,7 +175,7 @@ def main(argv=None):
     ]
     profiles = []
     for name in args.cases.split(","):
-        kind, batch, compiled, bf16, mode = CASES[name]
+        kind, batch, compiled, bf16, mode, state_dtype = CASES[name]
         try:
             if kind == "train":
                 r = bench_train(
@@ -185,7 +187,7 @@ def main(argv=None):
                     iters=args.iters,
                     warmup=args.warmup,
                     profile=args.profile,
-                    state_dtype=torch.bfloat16 if name.endswith("bf16state") else torch.float32,
+                    state_dtype=state_dtype,
                 )
                 fig, ms = f"{r['samples_per_s']:.0f} samples/s", r["ms_per_step"]
             else:
@@ -199,6 +201,7 @@ def main(argv=None):
                     warmup=args.warmup,
                     mode=mode,
                     profile=args.profile,
+                    state_dtype=state_dtype,
                 )
                 unit = "timesteps/s" if batch == 1 else "sample-timesteps/s"
                 fig, ms = f"{r['sample_timesteps_per_s']:.0f} {unit}", r["ms_per_window"]
