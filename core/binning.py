@@ -81,6 +81,7 @@ __all__ = [
     "to_frames",
     "to_frames_torch",
     "to_voxel_grid",
+    "warm_up",
 ]
 
 _SLICING_KEYS = ("n_time_bins", "time_window_us", "event_count", "n_event_bins")
@@ -423,6 +424,19 @@ def _count_frames(events: np.ndarray, bounds: np.ndarray, size: SensorSize, dtyp
         if bad >= 0:
             _check_bounds(events, size)  # names the event in the usual words
     return out if count_dtype == dtype else out.astype(dtype)
+
+
+def warm_up() -> None:
+    """Load the compiled counting kernel now instead of inside the first window.
+
+    The first call of the numba kernel in a process costs 0.5-0.9 s (LLVM set-up and
+    loading the cached machine code), even when the cache is warm.  A live source
+    that starts before it would see that stall as its first windows arriving late,
+    and the live policy drops them.  One event counted into a 1x1 frame of the
+    streaming path's dtype (float32) takes that cost here, once per process.
+    """
+    one = np.zeros(1, dtype=EVENT_DTYPE)
+    _count_frames(one, np.array([[0, 1]], dtype=np.int64), SensorSize(1, 1, 2), np.float32)
 
 
 # --------------------------------------------------------------------------- slicing (tonic's semantics)

@@ -76,6 +76,7 @@ from typing import Any
 
 import numpy as np
 
+from dvsapp.core.binning import warm_up as warm_up_binning
 from dvsapp.core.classify import Prediction, StreamingClassifier
 from dvsapp.core.errors import ConfigError, DvsAppError
 from dvsapp.core.events import Packet, SensorSize, Window
@@ -620,6 +621,9 @@ class Pipeline:
         self._executor = concurrent.futures.ThreadPoolExecutor(
             1, thread_name_prefix="dvsapp-model", initializer=self._init_model_thread
         )
+        # the binning kernel's first call (0.5-0.9 s) happens before the source starts,
+        # so a live source's first windows do not arrive late and get dropped
+        await asyncio.to_thread(warm_up_binning)
         self._metrics.started_s = time.monotonic()
         self._running = True
         tasks = {
