@@ -56,3 +56,35 @@ def test_choose_head_decay_keeps_the_trained_value_unless_another_scores_higher(
     # only the trained value on offer: it is kept
     assert choose_head_decay(model, frames, candidates=(), **kw)[0] == model.config.head_decay
     assert checkpoint_score(type("R", (), {"clip_accuracy": 0.5, "stream_accuracy": {500: 0.25}})) == 0.75
+
+
+def test_readout_bank_features_are_the_sum_of_one_leaky_integrator_per_map():
+    """benchmarks/readout_bank.py: ``W @ features`` equals K Norse integrators, each on its own linear map."""
+    import sys
+    from pathlib import Path
+
+    import numpy as np
+
+    from dvsapp.core.model.neurons import LIState, head_integrator
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from readout_bank import bank_features
+
+    rng = np.random.default_rng(0)
+    spikes = [(rng.random((30, 6)) < 0.3).astype(np.float32), (rng.random((7, 6)) < 0.5).astype(np.float32)]
+    decays = [0.5, 0.1, 0.03]
+    n_cls = 4
+    w = rng.normal(size=(n_cls, len(decays) * 7)).astype(np.float32)  # per decay: 6 spike weights + 1 bias
+    feats = bank_features(spikes, decays)
+    assert [f.shape for f in feats] == [(30, 21), (7, 21)]
+    for s, f in zip(spikes, feats):
+        expected = torch.zeros(len(s), n_cls)
+        for k, a in enumerate(decays):
+            wk = torch.from_numpy(w[:, 7 * k : 7 * k + 6])
+            bk = torch.from_numpy(w[:, 7 * k + 6])
+            li = head_integrator(a)
+            state = LIState(v=torch.zeros(1, n_cls), i=torch.zeros(1, n_cls))
+            for t in range(len(s)):
+                out, state = li((torch.from_numpy(s[t]) @ wk.T + bk)[None], state)
+                expected[t] += out[0]
+        torch.testing.assert_close(torch.from_numpy(f @ w.T), expected, rtol=1e-4, atol=1e-5)
