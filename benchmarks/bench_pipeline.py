@@ -15,6 +15,7 @@
 Usage::
 
     flock /tmp/bench.lock python benchmarks/bench_pipeline.py [--threads N] [--live-s 10] [--overload-s 30]
+    python benchmarks/bench_pipeline.py --skip live,overload --steps 4 2 1 --batch 1 8   # window / batching sweep
 
 Prints one block per measurement; the README's figures come from here.
 """
@@ -38,7 +39,9 @@ def rss_mb() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def bench_replay(path: Path, repeats: int) -> list[dict]:
+def bench_replay(path: Path, repeats: int, steps: int | None = None, batch: int = 8) -> list[dict]:
+    """``repeats`` file replays; ``steps`` timesteps per window (default the model's), at most
+    ``batch`` queued windows per model call."""
     from dvsapp.core.classify import load_classifier
     from dvsapp.core.pipeline import Pipeline, StatsSink, run_pipeline
     from dvsapp.core.sources import open_source
@@ -49,7 +52,8 @@ def bench_replay(path: Path, repeats: int) -> list[dict]:
         stats = StatsSink(clf.class_names)
         src = open_source(f"file:{path}?speed=0")
         t0 = time.perf_counter()
-        m = run_pipeline(Pipeline(src, clf, sinks=[stats]), handle_signals=False)
+        pipe = Pipeline(src, clf, sinks=[stats], steps_per_window=steps, max_batch_windows=batch)
+        m = run_pipeline(pipe, handle_signals=False)
         wall = time.perf_counter() - t0
         span_s = (m.stream_us - src_first(path)) / 1e6
         rows.append(
@@ -163,6 +167,12 @@ def main() -> None:
     parser.add_argument("--overload-s", type=float, default=30.0)
     parser.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
     parser.add_argument("--skip", default="", help="comma list of replay,live,overload to skip")
+    parser.add_argument(
+        "--steps", type=int, nargs="+", default=[0], help="replay: timesteps per window (0: the model's)"
+    )
+    parser.add_argument(
+        "--batch", type=int, nargs="+", default=[8], help="replay: most queued windows per model call"
+    )
     args = parser.parse_args()
 
     import torch
@@ -175,18 +185,25 @@ def main() -> None:
         f"load average {tuple(round(x, 2) for x in os.getloadavg())}"
     )
     if "replay" not in skip:
-        rows = bench_replay(Path(args.file), args.repeats)
-        best = max(rows, key=lambda r: r["rtf"])
-        print(
-            f"\nreplay speed=0 of {Path(args.file).name} ({best['span_s']:.1f} s, {best['events']} events):"
-        )
-        for r in rows:
+        # one replay per setting in turn, repeated, so every setting sees the same load
+        settings = [(st, b) for st in args.steps for b in args.batch]
+        results: dict[tuple[int, int], list[dict]] = {k: [] for k in settings}
+        for _ in range(args.repeats):
+            for st, b in settings:
+                results[(st, b)] += bench_replay(Path(args.file), 1, st or None, b)
+        for (st, b), rows in results.items():
+            best = max(rows, key=lambda r: r["rtf"])
             print(
-                f"  wall {r['wall_s']:6.2f} s  real-time factor {r['rtf']:5.2f}x  windows {r['windows']}  "
-                f"model {r['model_ms']:.1f} ms/window  dropped {r['dropped']}"
+                f"\nreplay speed=0 of {Path(args.file).name} ({best['span_s']:.1f} s, {best['events']} events), "
+                f"steps per window {st or 'as trained'}, at most {b} windows per model call:"
             )
-        rtfs = [r["rtf"] for r in rows]
-        print(f"  median {np.median(rtfs):.2f}x, best {max(rtfs):.2f}x (goal >= 5x)")
+            for r in rows:
+                print(
+                    f"  wall {r['wall_s']:6.2f} s  real-time factor {r['rtf']:5.2f}x  windows {r['windows']}  "
+                    f"model {r['model_ms']:.1f} ms/window  dropped {r['dropped']}"
+                )
+            rtfs = [r["rtf"] for r in rows]
+            print(f"  median {np.median(rtfs):.2f}x, best {max(rtfs):.2f}x (goal >= 5x)")
     if "live" not in skip:
         r = bench_live(args.rate, args.live_s)
         print(f"\nlive input {args.rate:,.0f} events/s for {args.live_s:g} s (128x128, live policy):")

@@ -109,6 +109,27 @@ def test_taps_are_recorded_on_request(frames):
     assert p.taps.rates
 
 
+def test_step_many_equals_one_step_per_window(frames):
+    """Queued windows in one model call: the predictions, smoothing and carried state of one call each."""
+    model = tiny_model()
+    ws = windows_from(frames, 4)  # 6 windows of 4 steps
+    one = StreamingClassifier(model, smoothing=0.5)
+    many = StreamingClassifier(model, smoothing=0.5)
+    ref = [one.step(w) for w in ws]
+    got = many.step_many(ws[:1]) + many.step_many(ws[1:4]) + many.step_many(ws[4:])
+    assert [p.window_index for p in got] == [p.window_index for p in ref] == list(range(6))
+    assert [p.t_us for p in got] == [w.t_end_us for w in ws]
+    np.testing.assert_allclose(np.stack([p.probs for p in got]), np.stack([p.probs for p in ref]), atol=1e-5)
+    assert [p.class_id for p in got] == [p.class_id for p in ref]
+    assert many.n_windows == one.n_windows == 6
+    for a, b in zip(many.state.neurons, one.state.neurons):
+        torch.testing.assert_close(a.v, b.v, rtol=1e-5, atol=1e-5)
+    assert all(p.model_ms > 0 for p in got)
+    # with taps each window is stepped alone, so each prediction has its own window's taps
+    tapped = StreamingClassifier(model, record_taps=True).step_many(ws[:3])
+    assert [p.taps.attention[0]["q"].shape[0] for p in tapped] == [4, 4, 4]
+
+
 def test_model_without_config_needs_sizes():
     class Echo(torch.nn.Module):
         def forward(self, x, state=None):

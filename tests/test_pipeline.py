@@ -155,6 +155,43 @@ def test_live_overload_drops_oldest_windows_with_bounded_queue():
     assert m.events_in == len(ev)
 
 
+def test_queued_windows_go_to_the_model_together_with_the_same_predictions(tmp_path):
+    """A file replay outruns the model: the windows queued meanwhile share one model call, and
+    every prediction equals the one-call-per-window run (and so the offline reference)."""
+    from dvsapp.core.io import write_events
+
+    size = SensorSize(64, 64)
+    path = tmp_path / "rec.npz"
+    write_events(path, random_events(100_000, size, duration_us=4_000_000, seed=4), size)
+
+    class Counting(StreamingClassifier):
+        calls: list[int]
+
+        def step(self, window):
+            self.calls.append(1)
+            return super().step(window)
+
+        def step_many(self, windows):
+            self.calls.append(len(windows))
+            return super().step_many(windows)
+
+    runs = {}
+    for batch in (1, 8):
+        clf = Counting(tiny_classifier().model)
+        clf.calls = []
+        sink = ListSink()
+        run_pipeline(
+            Pipeline(open_source(f"file:{path}?speed=0"), clf, sinks=[sink], max_batch_windows=batch),
+            handle_signals=False,
+        )
+        runs[batch] = (sink.predictions, clf.calls)
+    (one, calls_one), (many, calls_many) = runs[1], runs[8]
+    assert set(calls_one) == {1} and max(calls_many) > 1 and max(calls_many) <= 8
+    assert sum(calls_many) == len(many) == len(one) > 20
+    assert [p.window_index for p in many] == [p.window_index for p in one] == list(range(len(one)))
+    np.testing.assert_allclose(np.stack([p.probs for p in many]), np.stack([p.probs for p in one]), atol=1e-5)
+
+
 def test_replay_blocks_and_drops_nothing():
     size = SensorSize(32, 32)
     slow = SlowClassifier(0.01)

@@ -320,6 +320,11 @@ class Pipeline:
         then shares the machine with decoding and binning instead of fighting them
         (measured 11 ms per window against 18 ms with 2 threads, see
         ``benchmarks/bench_pipeline.py``).
+    max_batch_windows : int
+        At most this many queued windows go to the model in one call (a classifier with
+        ``step_many``; the same predictions as one call per window, with less work per
+        window).  Windows queue up only while the model is busy: a file replay, or a live
+        source catching up.  1 is one call per window.
     """
 
     def __init__(
@@ -336,6 +341,7 @@ class Pipeline:
         on_status: Callable[[str], None] | None = None,
         on_packet: Callable[[Packet], Any] | None = None,
         torch_threads: int | None = 1,
+        max_batch_windows: int = 8,
     ) -> None:
         if window_queue < 1 or result_queue < 1:
             raise ConfigError("queue sizes must be at least 1")
@@ -356,6 +362,7 @@ class Pipeline:
         self.on_status = on_status
         self.on_packet = on_packet
         self.torch_threads = torch_threads
+        self.max_batch_windows = max(1, int(max_batch_windows))
         self._commands: queue.SimpleQueue[Callable[[], Any]] = queue.SimpleQueue()
         self._make_stream()  # fails now on a recipe the sensor cannot take
         self._metrics = PipelineMetrics(queue_bound=self.window_queue_size)
@@ -546,28 +553,61 @@ class Pipeline:
             if torch.get_num_threads() != self.torch_threads:
                 torch.set_num_threads(int(self.torch_threads))
 
-    def _model_step(self, item: _Item) -> Prediction:
+    def _before_step(self, item: _Item) -> None:
+        """On the model thread, before ``item``'s window: queued commands, then a reset where the stream restarts."""
         self._drain_commands()
         if item.restart:
             self.classifier.reset()
         if item.generation != self._model_generation:
             self.classifier.reset()
             self._model_generation = item.generation
+
+    def _model_step(self, item: _Item) -> Prediction:
+        self._before_step(item)
         return self.classifier.step(item.window)
+
+    def _model_steps(self, items: list[_Item]) -> list[Prediction]:
+        """Predictions for consecutive windows of one generation (only the first may restart).
+
+        A classifier with ``step_many`` takes them in one model call (the same outputs,
+        less work per window); the model-thread commands run before the call.
+        """
+        many = getattr(self.classifier, "step_many", None)
+        if many is None or len(items) == 1:
+            return [self._model_step(item) for item in items]
+        self._before_step(items[0])
+        return many([item.window for item in items])
 
     async def _run_model(self) -> None:
         loop = asyncio.get_running_loop()
         q, out = self._window_q, self._result_q
         assert q is not None and out is not None
-        while True:
-            item = await q.get()
+        held: _Item | None = None  # taken from the queue, but it starts a new batch
+        ended = False
+        while not ended:
+            item = held if held is not None else await q.get()
+            held = None
             if item is _END:
                 break
             if item.generation != self._generation:
                 continue  # from before a seek
-            prediction = await loop.run_in_executor(self._executor, self._model_step, item)
-            self._metrics.on_prediction(prediction, time.monotonic())
-            await out.put((item.window, prediction))
+            # the windows that queued up while the model was busy go in with it
+            batch = [item]
+            while len(batch) < self.max_batch_windows and not q.empty():
+                nxt = q.get_nowait()
+                if nxt is _END:
+                    ended = True
+                    break
+                if nxt.generation != self._generation:
+                    continue
+                if nxt.restart or nxt.generation != item.generation:
+                    held = nxt
+                    break
+                batch.append(nxt)
+            predictions = await loop.run_in_executor(self._executor, self._model_steps, batch)
+            for queued, prediction in zip(batch, predictions):
+                self._metrics.on_prediction(prediction, time.monotonic())
+                await out.put((queued.window, prediction))
         await out.put(_END)
 
     async def _run_sinks(self) -> None:
