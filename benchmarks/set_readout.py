@@ -60,7 +60,10 @@ def main() -> None:
     if args.timesteps is not None and args.timesteps != new.config.timesteps:
         recipe = recipe_from_metadata(meta, config=new.config, path=args.checkpoint)
         meta["window"] = {
-            "timesteps_trained": new.config.timesteps,
+            # a window chosen before keeps the record of what the network was trained with
+            "timesteps_trained": int(
+                (meta.get("window") or {}).get("timesteps_trained", new.config.timesteps)
+            ),
             "timesteps": args.timesteps,
             "note": args.window_note,
         }
