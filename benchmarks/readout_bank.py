@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from refit_head import head_spikes, probabilities, smoothed  # noqa: E402
+from refit_head import probabilities, smoothed, split_spikes  # noqa: E402
 
 DEFAULT_BANKS = ("0.1", "0.2,0.05", "0.3,0.1,0.03", "0.5,0.2,0.1,0.05,0.025")
 
@@ -85,24 +85,13 @@ def main() -> None:
     torch.set_num_interop_threads(1)
     from dvsapp.core.model import bundled_checkpoint
     from dvsapp.core.recipe import load_with_recipe
-    from dvsapp.core.train.datasets import build_frames, load_frames_h5, save_frames_h5
     from dvsapp.core.train.evaluate import score_recordings
 
     ckpt = args.checkpoint or bundled_checkpoint()
     model, _, recipe = load_with_recipe(ckpt)
     T, names = recipe.timesteps, model.config.class_names
-    frames, spikes = {}, {}
-    for split in ("train", "val", "test"):
-        t0 = time.perf_counter()
-        cached = args.cache / f"{split}_frames.h5" if args.cache else None
-        if cached is not None and cached.exists():
-            frames[split] = load_frames_h5(cached)[0]
-        else:
-            frames[split] = build_frames("synthetic", None, split, recipe, workers=args.workers)
-            if cached is not None:
-                save_frames_h5(cached, frames[split])
-        spikes[split] = head_spikes(model, frames[split], T)
-        print(f"{split}: {len(frames[split])} recordings in {time.perf_counter() - t0:.0f} s", flush=True)
+    seeds = {"train": None, "val": None, "test": None}
+    frames, spikes = split_spikes(model, recipe, seeds, workers=args.workers, cache=args.cache)
 
     rows = []
     print(

@@ -55,6 +55,34 @@ def head_spikes(model, frames, timesteps: int, batch_size: int = 16) -> list[np.
     return [out[i] for i in range(len(frames))]
 
 
+def split_spikes(model, recipe, seeds: dict, *, workers: int = 1, cache=None) -> tuple[dict, dict]:
+    """``(frames, spikes)`` by split: each synthetic split of ``seeds`` (split -> number of
+    sequences, ``None`` for all) binned with ``recipe`` and streamed through ``model`` once.
+
+    ``cache`` (a folder) keeps the binned recordings as ``{split}_frames.h5`` for the next run.
+    """
+    from dvsapp.core.train.datasets import build_frames, load_frames_h5, save_frames_h5
+
+    frames, spikes = {}, {}
+    for split, n in seeds.items():
+        t0 = time.perf_counter()
+        cached = Path(cache) / f"{split}_frames.h5" if cache else None
+        if cached is not None and cached.exists():
+            frames[split] = load_frames_h5(cached)[0]
+        else:
+            frames[split] = build_frames("synthetic", None, split, recipe, workers=workers, n_seeds=n)
+            if cached is not None:
+                save_frames_h5(cached, frames[split])
+        t1 = time.perf_counter()
+        spikes[split] = head_spikes(model, frames[split], recipe.timesteps)
+        print(
+            f"{split}: {len(frames[split])} recordings, {sum(len(s) for s in spikes[split])} steps; "
+            f"binned in {t1 - t0:.0f} s, head spikes in {time.perf_counter() - t1:.0f} s",
+            flush=True,
+        )
+    return frames, spikes
+
+
 def smoothed(spikes: list[np.ndarray], a: float) -> list[np.ndarray]:
     """``[z_t, c_t]`` per recording: the readout's moving average of the spikes and of 1, from rest."""
     res = []
@@ -129,7 +157,6 @@ def main() -> None:
     torch.set_num_interop_threads(1)
     from dvsapp.core.model import bundled_checkpoint, save_checkpoint
     from dvsapp.core.recipe import load_with_recipe
-    from dvsapp.core.train.datasets import build_frames
     from dvsapp.core.train.evaluate import evaluate_frames, score_recordings
     from dvsapp.core.train.readout import checkpoint_score, with_head_decay
 
@@ -137,17 +164,8 @@ def main() -> None:
     model, meta, recipe = load_with_recipe(ckpt)
     T, names = recipe.timesteps, model.config.class_names
     args.out.mkdir(parents=True, exist_ok=True)
-    frames, spikes = {}, {}
-    for split, n in (("train", args.train_seeds), ("val", args.eval_seeds), ("test", args.eval_seeds)):
-        t0 = time.perf_counter()
-        frames[split] = build_frames("synthetic", None, split, recipe, workers=args.workers, n_seeds=n)
-        t1 = time.perf_counter()
-        spikes[split] = head_spikes(model, frames[split], T)
-        print(
-            f"{split}: {len(frames[split])} recordings, {sum(len(s) for s in spikes[split])} steps; "
-            f"binned in {t1 - t0:.0f} s, head spikes in {time.perf_counter() - t1:.0f} s",
-            flush=True,
-        )
+    seeds = {"train": args.train_seeds, "val": args.eval_seeds, "test": args.eval_seeds}
+    frames, spikes = split_spikes(model, recipe, seeds, workers=args.workers)
     w_trained = np.concatenate(
         [model.head.weight.detach().numpy(), model.head.bias.detach().numpy()[:, None]], axis=1
     )
