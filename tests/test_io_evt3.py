@@ -241,6 +241,23 @@ def test_reader_chunks_carry_state_across_chunk_edges(tmp_path_factory, t0, grou
     np.testing.assert_array_equal(open_events(path).read_all(), want_ev)
 
 
+def test_data_that_starts_with_a_percent_byte_after_the_closed_header_is_data(tmp_path):
+    """A TIME_HIGH word of 0x25 (t = 151 552 us) starts with the byte of "%" after "% end": data,
+    not a header line left open (found by the chunking property test above)."""
+    enc = encode(0x25 << 12, [], [(0, False, False, False, [])])
+    data = enc.data()
+    assert data[:1] == b"%"
+    path = tmp_path / "percent.raw"
+    path.write_bytes(HEADER + data)
+    want_ev, _ = enc.expected()
+    np.testing.assert_array_equal(open_events(path).read_all(), want_ev)
+    # without "% end" a "%" after the header lines is still a header line that never ends
+    open_line = tmp_path / "open.raw"
+    open_line.write_bytes(b"% evt 3.0\n% format EVT3;height=720;width=1280\n% width 1280" + bytes(8))
+    with pytest.raises(EventFileError, match="never ends|corrupt header"):
+        open_events(open_line)
+
+
 def test_every_word_type_and_the_time_rules_by_hand():
     w = [
         word(ADDR_Y, 3),

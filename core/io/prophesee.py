@@ -100,7 +100,10 @@ class PropheseeReader(EventReader):
             raise EventFileError("no event data after the header (truncated)", path=self.path)
         if self._data_start >= len(head):
             raise EventFileError(f"header longer than {len(head)} bytes (corrupt header)", path=self.path)
-        if head[self._data_start : self._data_start + 1] == b"%":
+        # a "%" right after the header is a header line without its newline, unless the
+        # header was closed by "% end" (EVT 3.0): then it is data (a TIME_HIGH word's low byte)
+        closed = bool(lines) and lines[-1] == "end"
+        if not closed and head[self._data_start : self._data_start + 1] == b"%":
             raise EventFileError(
                 f"header line at byte {self._data_start} never ends (corrupt header)", path=self.path
             )
