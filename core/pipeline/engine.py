@@ -324,7 +324,8 @@ class Pipeline:
         At most this many queued windows go to the model in one call (a classifier with
         ``step_many``; the same predictions as one call per window, with less work per
         window).  Windows queue up only while the model is busy: a file replay, or a live
-        source catching up.  1 is one call per window.
+        source catching up.  1 is one call per window.  The windows alive are then at most
+        the queue plus one batch.
     """
 
     def __init__(
@@ -584,6 +585,7 @@ class Pipeline:
         assert q is not None and out is not None
         held: _Item | None = None  # taken from the queue, but it starts a new batch
         ended = False
+        limit = self.max_batch_windows if callable(getattr(self.classifier, "step_many", None)) else 1
         while not ended:
             item = held if held is not None else await q.get()
             held = None
@@ -591,9 +593,11 @@ class Pipeline:
                 break
             if item.generation != self._generation:
                 continue  # from before a seek
-            # the windows that queued up while the model was busy go in with it
+            # the windows that queued up while the model was busy go in with it, in one call
+            # (a classifier without step_many takes them one by one: they stay in the queue,
+            # where the live policy can still drop them)
             batch = [item]
-            while len(batch) < self.max_batch_windows and not q.empty():
+            while len(batch) < limit and not q.empty():
                 nxt = q.get_nowait()
                 if nxt is _END:
                     ended = True
