@@ -220,7 +220,8 @@ def test_cli_live_reconnects_when_the_writer_is_killed_and_restarted(recording):
     assert "stream lost" in err and "reconnected" in err
     assert summary["events_in"] >= N_EVENTS  # all of the second session, plus the first one's share
     # predictions carried on after the restart: the second session's whole windows, less one
-    # for the window open when the stream changed
-    assert len(lines) >= n_before + max(1, _whole_windows(recording) - 1)
+    # for the window open when the stream changed; the live policy may drop a window when the
+    # new session's first packets arrive in a burst, and it counts every one it drops
+    assert len(lines) - n_before + summary["dropped_windows"] >= max(1, _whole_windows(recording) - 1)
     t_ends = [json.loads(ln)["t_us"] for ln in lines]
     assert t_ends == sorted(t_ends)
