@@ -563,21 +563,14 @@ class Pipeline:
             self.classifier.reset()
             self._model_generation = item.generation
 
-    def _model_step(self, item: _Item) -> Prediction:
-        self._before_step(item)
-        return self.classifier.step(item.window)
-
     def _model_steps(self, items: list[_Item]) -> list[Prediction]:
-        """Predictions for consecutive windows of one generation (only the first may restart).
-
-        A classifier with ``step_many`` takes them in one model call (the same outputs,
-        less work per window); the model-thread commands run before the call.
-        """
-        many = getattr(self.classifier, "step_many", None)
-        if many is None or len(items) == 1:
-            return [self._model_step(item) for item in items]
+        """Predictions for consecutive windows of one generation (only the first may restart):
+        one window is a ``step``; a batch (only formed for a classifier with ``step_many``)
+        is one ``step_many`` call.  The model-thread commands run before either."""
         self._before_step(items[0])
-        return many([item.window for item in items])
+        if len(items) == 1:
+            return [self.classifier.step(items[0].window)]
+        return self.classifier.step_many([item.window for item in items])
 
     async def _run_model(self) -> None:
         loop = asyncio.get_running_loop()
@@ -585,6 +578,8 @@ class Pipeline:
         assert q is not None and out is not None
         held: _Item | None = None  # taken from the queue, but it starts a new batch
         ended = False
+        # a classifier without step_many takes windows one by one: they stay in the queue,
+        # where the live policy can still drop them
         limit = self.max_batch_windows if callable(getattr(self.classifier, "step_many", None)) else 1
         while not ended:
             item = held if held is not None else await q.get()
@@ -594,8 +589,6 @@ class Pipeline:
             if item.generation != self._generation:
                 continue  # from before a seek
             # the windows that queued up while the model was busy go in with it, in one call
-            # (a classifier without step_many takes them one by one: they stay in the queue,
-            # where the live policy can still drop them)
             batch = [item]
             while len(batch) < limit and not q.empty():
                 nxt = q.get_nowait()
@@ -603,8 +596,8 @@ class Pipeline:
                     ended = True
                     break
                 if nxt.generation != self._generation:
-                    continue
-                if nxt.restart or nxt.generation != item.generation:
+                    continue  # from before a seek (``item`` is of the current generation)
+                if nxt.restart:
                     held = nxt
                     break
                 batch.append(nxt)
