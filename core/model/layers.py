@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from dvsapp.core.model import fused_lif
 from dvsapp.core.model.neurons import LIFBoxFeedForwardState, SpikeDrivenLIFCell, lif_parameters
 from dvsapp.core.model.taps import TapRecorder
 
@@ -64,6 +65,15 @@ class LIFLayer(nn.Module):
             lif_parameters(v_th, tau_mem_inv=tau_mem_inv, surrogate_alpha=surrogate_alpha), dt=dt
         )
         self.slot = -1  # assigned by the model once all layers exist
+        p = self.cell.p
+        # the cell's constants as numbers, for the fused kernel (gain as the cell computes it)
+        self._fused = dict(
+            gain=float(dt * p.tau_mem_inv),
+            v_leak=float(p.v_leak),
+            v_th=float(p.v_th),
+            v_reset=float(p.v_reset),
+            alpha=float(p.alpha),
+        )
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}, feature_shape={self.feature_shape}, slot={self.slot}"
@@ -75,12 +85,17 @@ class LIFLayer(nn.Module):
     def forward(self, x: torch.Tensor, run: Run) -> torch.Tensor:
         """Step the neurons through ``x [T, B, *feature_shape]``; returns spikes of the same shape.
 
-        With gradients on (training) every step is the Norse cell.  Without them
-        (``torch.no_grad`` / ``inference_mode``: streaming inference) the same step
+        On CUDA with Triton all steps run in one kernel, forward and backward
+        (:mod:`dvsapp.core.model.fused_lif`, the cell's arithmetic; tested against it).
+        Elsewhere, with gradients on (training) every step is the Norse cell; without
+        them (``torch.no_grad`` / ``inference_mode``: streaming inference) the same step
         runs as :meth:`_inference_steps`, which gives bit-identical spikes and
         membranes with a third of the tensor operations (tested).
         """
-        if torch.is_grad_enabled():
+        if fused_lif.fused_available(x, run.states[self.slot].v):
+            out, v = fused_lif.lif_sequence(x, run.states[self.slot].v, **self._fused)
+            state = LIFBoxFeedForwardState(v=v)
+        elif torch.is_grad_enabled():
             state = run.states[self.slot]
             spikes = []
             for t in range(x.shape[0]):

@@ -1,0 +1,244 @@
+"""All timesteps of one LIF layer in one GPU kernel (Triton), forward and backward.
+
+:class:`~dvsapp.core.model.layers.LIFLayer` steps its neurons with the Norse cell, one
+call per timestep: a handful of elementwise kernels per step and, when training,
+autograd's record of every one of them.  On CUDA (with Triton) the layer runs
+:func:`lif_sequence` instead: one kernel reads the input currents of all ``T`` steps
+and writes the spikes, keeping each neuron's membrane in a register; the backward is
+one kernel that runs the same recurrence in reverse.  The arithmetic is the cell's
+(:func:`dvsapp.core.model.neurons.sdt_lif_step`):
+
+    h[t] = v[t-1] + g * (x[t] + v_leak - v[t-1])       (g = dt * tau_mem_inv)
+    z[t] = h[t] >= v_th
+    v[t] = v_reset if z[t] else h[t]                    (hard reset, spike detached)
+
+and the gradient is the Norse ``tanh`` surrogate's, through the detached reset:
+
+    dz/dh   = 1 - tanh(alpha * (h - v_th))**2
+    dL/dh_t = dL/dz_t * dz/dh + dL/dv_t * (1 - z_t)
+    dL/dx_t = g * dL/dh_t,   dL/dv_{t-1} = (1 - g) * dL/dh_t
+
+Forward spikes and membranes equal the cell's bit for bit when ``g`` is a power of two
+(the shipped ``g = 0.5``: the product is exact, so a fused multiply-add rounds as the
+cell's separate multiply and add); the surrogate is evaluated as ``4 s (1 - s)`` with
+``s = sigmoid(2 alpha u)``, equal to ``1 - tanh(alpha u)**2`` to float32 rounding.
+Tested against the cell on CUDA and, with ``TRITON_INTERPRET=1``, on the CPU.
+
+The two kernels are ``torch.library`` custom ops, so ``torch.compile`` keeps them as
+single calls in its graph.  ``DVSAPP_FUSED_LIF=0`` turns the path off.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+__all__ = ["fused_available", "lif_sequence", "load_kernels"]
+
+
+def _load():
+    """The two Triton kernels, or ``None`` when Triton cannot be imported."""
+    try:
+        import triton
+        import triton.language as tl
+    except Exception:  # no Triton (the CPU wheel of torch): the Norse cell runs instead
+        return None
+
+    @triton.jit
+    def lif_forward_kernel(
+        x_ptr, v0_ptr, z_ptr, h_ptr, vt_ptr, n, steps,
+        gain, v_leak, v_th, v_reset,
+        SAVE: tl.constexpr, BLOCK: tl.constexpr,
+    ):  # fmt: skip
+        offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+        mask = offs < n
+        v = tl.load(v0_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+        for t in range(steps):
+            x = tl.load(x_ptr + t * n + offs, mask=mask, other=0.0).to(tl.float32)
+            h = v + gain * (x + v_leak - v)
+            spike = h >= v_th
+            tl.store(z_ptr + t * n + offs, spike.to(z_ptr.dtype.element_ty), mask=mask)
+            if SAVE:
+                tl.store(h_ptr + t * n + offs, h, mask=mask)
+            v = tl.where(spike, v_reset, h)
+        tl.store(vt_ptr + offs, v.to(vt_ptr.dtype.element_ty), mask=mask)
+
+    @triton.jit
+    def lif_backward_kernel(
+        gz_ptr, h_ptr, gvt_ptr, gx_ptr, gv0_ptr, n, steps,
+        gain, v_th, alpha,
+        BLOCK: tl.constexpr,
+    ):  # fmt: skip
+        offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+        mask = offs < n
+        gv = tl.load(gvt_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+        for i in range(steps):
+            t = steps - 1 - i
+            h = tl.load(h_ptr + t * n + offs, mask=mask, other=0.0)
+            gz = tl.load(gz_ptr + t * n + offs, mask=mask, other=0.0).to(tl.float32)
+            s = tl.sigmoid(2.0 * alpha * (h - v_th))
+            gh = gz * (4.0 * s * (1.0 - s)) + tl.where(h >= v_th, 0.0, gv)
+            tl.store(gx_ptr + t * n + offs, (gain * gh).to(gx_ptr.dtype.element_ty), mask=mask)
+            gv = (1.0 - gain) * gh
+        tl.store(gv0_ptr + offs, gv.to(gv0_ptr.dtype.element_ty), mask=mask)
+
+    return lif_forward_kernel, lif_backward_kernel
+
+
+_BLOCK = 1024
+_ENABLED = os.environ.get("DVSAPP_FUSED_LIF", "1") != "0"
+_kernels = None  # (forward, backward) once loaded
+
+
+def load_kernels() -> bool:
+    """Compile-free check that the kernels can be defined (imports Triton); ``True`` when they can.
+
+    Runs at import when CUDA is available; tests with Triton's interpreter
+    (``TRITON_INTERPRET=1`` set first) call it themselves.
+    """
+    global _kernels
+    if _kernels is None and _ENABLED:
+        _kernels = _load()
+    return _kernels is not None
+
+
+def _triton():
+    if _kernels is None:
+        raise RuntimeError("the fused LIF kernels are not loaded (no Triton, or DVSAPP_FUSED_LIF=0)")
+    return _kernels
+
+
+def _grid(n: int) -> tuple[int]:
+    return ((n + _BLOCK - 1) // _BLOCK,)
+
+
+@torch.library.custom_op("dvsapp::lif_forward", mutates_args=())
+def _lif_forward(
+    x: torch.Tensor,
+    v0: torch.Tensor,
+    gain: float,
+    v_leak: float,
+    v_th: float,
+    v_reset: float,
+    alpha: float,
+    save: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    # alpha (the surrogate's steepness) is used by the backward only
+    fwd, _ = _triton()
+    x = x.contiguous()
+    v0 = v0.contiguous()
+    steps, n = x.shape[0], v0.numel()
+    z = torch.empty(x.shape, device=x.device, dtype=torch.result_type(x, v0))
+    h = torch.empty(x.shape if save else (0,), device=x.device, dtype=torch.float32)
+    vt = torch.empty_like(v0)
+    if n and steps:
+        fwd[_grid(n)](x, v0, z, h, vt, n, steps, gain, v_leak, v_th, v_reset, SAVE=save, BLOCK=_BLOCK)
+    else:
+        vt.copy_(v0)
+    return z, vt, h
+
+
+@_lif_forward.register_fake
+def _(x, v0, gain, v_leak, v_th, v_reset, alpha, save):
+    z = x.new_empty(x.shape, dtype=torch.result_type(x, v0))
+    h = x.new_empty(x.shape if save else (0,), dtype=torch.float32)
+    return z, torch.empty_like(v0), h
+
+
+@torch.library.custom_op("dvsapp::lif_backward", mutates_args=())
+def _lif_backward(
+    gz: torch.Tensor,
+    h: torch.Tensor,
+    gvt: torch.Tensor,
+    gain: float,
+    v_th: float,
+    alpha: float,
+    x_dtype: torch.dtype,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    _, bwd = _triton()
+    gz = gz.contiguous()
+    gvt = gvt.contiguous()
+    steps, n = h.shape[0], gvt.numel()
+    gx = torch.empty(h.shape, device=h.device, dtype=x_dtype)
+    gv0 = torch.empty_like(gvt)
+    if n and steps:
+        bwd[_grid(n)](gz, h, gvt, gx, gv0, n, steps, gain, v_th, alpha, BLOCK=_BLOCK)
+    else:
+        gv0.copy_(gvt)
+    return gx, gv0
+
+
+@_lif_backward.register_fake
+def _(gz, h, gvt, gain, v_th, alpha, x_dtype):
+    return h.new_empty(h.shape, dtype=x_dtype), torch.empty_like(gvt)
+
+
+def _setup_context(ctx, inputs, output):
+    x, v0, gain, _v_leak, v_th, _v_reset, alpha, _save = inputs
+    ctx.save_for_backward(output[2])
+    ctx.gain, ctx.v_th, ctx.alpha, ctx.x_dtype = gain, v_th, alpha, x.dtype
+    ctx.v0_shape = v0.shape
+
+
+def _backward(ctx, gz, gvt, _gh):
+    (h,) = ctx.saved_tensors
+    if gz is None:
+        gz = torch.zeros_like(h)
+    if gvt is None:
+        gvt = h.new_zeros(ctx.v0_shape)
+    gx, gv0 = _lif_backward(gz, h, gvt, ctx.gain, ctx.v_th, ctx.alpha, ctx.x_dtype)
+    return gx, gv0, None, None, None, None, None, None
+
+
+_lif_forward.register_autograd(_backward, setup_context=_setup_context)
+
+
+_X_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+
+
+def fused_available(x: torch.Tensor, v: torch.Tensor, *, interpret: bool = False) -> bool:
+    """Whether :func:`lif_sequence` can run on input ``x`` and membrane ``v``.
+
+    It can for CUDA tensors with Triton importable, ``x`` in float32 / bfloat16 / float16 and
+    the membrane in float32 (the kernel computes in float32, as the cell does for these
+    dtypes; other dtypes, e.g. float64, run the cell).
+
+    ``interpret=True`` also accepts CPU tensors (Triton's interpreter, ``TRITON_INTERPRET=1``
+    and :func:`load_kernels`; for tests).  ``DVSAPP_FUSED_LIF=0`` in the environment (read
+    at import) turns the fused path off.
+    """
+    return (
+        _kernels is not None
+        and (x.is_cuda or interpret)
+        and x.dtype in _X_DTYPES
+        and v.dtype == torch.float32
+    )
+
+
+if torch.cuda.is_available():
+    load_kernels()
+
+
+def lif_sequence(
+    x: torch.Tensor,
+    v0: torch.Tensor,
+    *,
+    gain: float,
+    v_leak: float,
+    v_th: float,
+    v_reset: float,
+    alpha: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Step LIF neurons through ``x [T, *shape]`` from membrane ``v0 [*shape]`` in one kernel.
+
+    Returns the spikes ``[T, *shape]`` (0/1 in the promoted dtype of ``x`` and ``v0``, as the
+    Norse cell gives them) and the membrane after the last step.  Differentiable in ``x``
+    and ``v0`` when gradients are on (the membranes before each reset are kept for the
+    backward, float32).
+    """
+    save = torch.is_grad_enabled() and (x.requires_grad or v0.requires_grad)
+    z, vt, _ = _lif_forward(
+        x, v0, float(gain), float(v_leak), float(v_th), float(v_reset), float(alpha), save
+    )
+    return z, vt

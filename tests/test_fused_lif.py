@@ -1,0 +1,117 @@
+"""The fused multi-step LIF (one Triton kernel per layer) against the Norse cell it replaces.
+
+On a CUDA device the real kernels run; without one, Triton's interpreter runs the same
+kernels on the CPU when Triton is installed (it is not part of the CPU build of torch,
+so these tests skip there).
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from dvsapp.core.model import build_model, fused_lif, preset
+from dvsapp.core.model.layers import LIFLayer
+from dvsapp.core.model.neurons import LIFBoxFeedForwardState
+
+
+def _device():
+    if torch.cuda.is_available() and fused_lif.load_kernels():
+        return "cuda", False
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        pytest.skip("no CUDA device and no Triton for its interpreter")
+    if os.environ.get("TRITON_INTERPRET") != "1":
+        pytest.skip("Triton is installed but TRITON_INTERPRET=1 was not set before it was imported")
+    if not fused_lif.load_kernels():
+        pytest.skip("the fused LIF is turned off (DVSAPP_FUSED_LIF=0)")
+    return "cpu", True
+
+
+def _cell_steps(layer, x, v0):
+    """The Norse cell, one call per step, with autograd (the path the fused kernel replaces)."""
+    state = LIFBoxFeedForwardState(v=v0)
+    out = []
+    for t in range(x.shape[0]):
+        z, state = layer.cell(x[t], state)
+        out.append(z)
+    return torch.stack(out), state.v
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("v_th", [1.0, 0.5])
+def test_fused_lif_equals_the_norse_cell_forward_and_backward(dtype, v_th):
+    device, _ = _device()
+    layer = LIFLayer("probe", (5, 7), v_th=v_th).to(device)
+    g = torch.Generator().manual_seed(int(10 * v_th))
+    # binary inputs land membranes exactly on the threshold (v = 0.5 * 0 + 0.5 * 2 = 1)
+    x = torch.where(
+        torch.rand(9, 3, 5, 7, generator=g) < 0.4,
+        torch.randint(0, 3, (9, 3, 5, 7), generator=g).float(),
+        torch.randn(9, 3, 5, 7, generator=g) * 1.5 + 0.5,
+    ).to(device=device, dtype=dtype)
+    v0 = (torch.rand(3, 5, 7, generator=g) * v_th).to(device)
+    wz = torch.randn(9, 3, 5, 7, generator=g).to(device)
+    wv = torch.randn(3, 5, 7, generator=g).to(device)
+
+    xa, va = x.clone().requires_grad_(), v0.clone().requires_grad_()
+    z_ref, v_ref = _cell_steps(layer, xa, va)
+    ((z_ref * wz).sum() + (v_ref * wv).sum()).backward()
+
+    xb, vb = x.clone().requires_grad_(), v0.clone().requires_grad_()
+    z, v = fused_lif.lif_sequence(xb, vb, **layer._fused)
+    ((z * wz).sum() + (v * wv).sum()).backward()
+
+    assert z.dtype == z_ref.dtype == torch.float32
+    assert 0 < z.sum() < z.numel()  # some neurons fire, some do not
+    # the forward is the cell's arithmetic: equal bit for bit (gain 0.5 is a power of two)
+    assert torch.equal(z, z_ref) and torch.equal(v, v_ref)
+    # the surrogate is evaluated in another (equal) form: float32 rounding, then x's dtype
+    tol = {torch.float32: 1e-5, torch.bfloat16: 1e-2}[dtype]
+    torch.testing.assert_close(xb.grad, xa.grad, rtol=tol, atol=tol)
+    torch.testing.assert_close(vb.grad, va.grad, rtol=1e-5, atol=1e-6)
+    assert xb.grad.abs().sum() > 0 and vb.grad.abs().sum() > 0
+
+    with torch.no_grad():  # inference: nothing kept for a backward, same values
+        z2, v2 = fused_lif.lif_sequence(x, v0, **layer._fused)
+    assert torch.equal(z2, z_ref) and torch.equal(v2, v_ref)
+
+
+def test_the_model_on_the_fused_path_equals_the_cell_path_and_splits_into_windows(monkeypatch):
+    device, interpret = _device()
+    torch.manual_seed(3)
+    cfg = preset("tiny", input_hw=(16, 16), patch_size=4, embed_dim=16, heads=4, depth=1)
+    model = build_model(cfg).to(device)
+    with torch.no_grad():  # BN statistics that let spikes through
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d | torch.nn.BatchNorm1d):
+                m.weight.fill_(2.0)
+                m.bias.fill_(0.5)
+    model.eval()
+    frames = (torch.rand(6, 2, 2, 16, 16) < 0.2).float().mul(2).to(device)
+    labels = torch.randint(0, cfg.num_classes, (6 * 2,)).to(device)
+
+    def run(fused):
+        monkeypatch.setattr(
+            fused_lif, "fused_available", lambda x, v, **_: fused and v.dtype == torch.float32
+        )
+        model.zero_grad()
+        logits, _ = model(frames)
+        torch.nn.functional.cross_entropy(logits.flatten(0, 1), labels).backward()
+        grads = [p.grad.clone() for p in model.parameters() if p.grad is not None]
+        with torch.no_grad():
+            a, s = model(frames[:4])
+            b, _ = model(frames[4:], s)
+        return logits.detach(), grads, torch.cat([a, b])
+
+    ref_logits, ref_grads, _ = run(False)
+    logits, grads, split = run(True)
+    torch.testing.assert_close(logits, ref_logits, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(split, logits, rtol=1e-5, atol=1e-5)  # one call == split windows
+    assert len(grads) == len(ref_grads)
+    for g, r in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(g, r, rtol=1e-3, atol=1e-5)
+    assert sum(g.abs().sum() for g in grads) > 0
