@@ -25,7 +25,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from dvsapp.core.model import build_model, preset
+from dvsapp.core.model import build_model, fused_lif, preset
 
 
 def _frames(t, b, cfg, device, dtype=torch.float32, seed=0):
@@ -67,7 +67,7 @@ def _profile(fn, n, device):
 
 def bench_train(cfg, device, *, batch, compiled, bf16, iters, warmup, profile=0, state_dtype=torch.float32):
     model = build_model(cfg).to(device).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=device.startswith("cuda") or None)
     net = torch.compile(model) if compiled else model
     x = _frames(cfg.timesteps, batch, cfg, device)
     y = torch.randint(0, cfg.num_classes, (cfg.timesteps * batch,), device=device)
@@ -168,6 +168,7 @@ def main(argv=None):
     cfg = preset(args.preset)
     lines = [
         f"{args.preset}: {cfg.n_tokens} tokens, T={cfg.timesteps}, D={cfg.embed_dim}, depth {cfg.depth}; "
+        f"fused LIF {'on' if fused_lif.fused_available(torch.zeros(1, device=args.device), torch.zeros(1, device=args.device)) else 'off'}; "
         f"device {torch.cuda.get_device_name() if args.device.startswith('cuda') else 'cpu'}, torch {torch.__version__}",
         "",
         "| case | batch | figure | ms per step/window | warm-up (incl. compile) s |",

@@ -2,7 +2,7 @@
 # Streaming runs on one GPU of the device tool (docs/model.md, "Temporal model and ablation"):
 # several `dvsapp train` runs side by side, each packed into one tar under OUT_DIR.
 #
-#   [RUNS="E S"] [BENCH=1] bash benchmarks/stream_gpu.sh OUT_DIR TIME_LIMIT_S [RESUME_DIR]
+#   [RUNS="E S"] [BENCH=1] [W_EPOCHS=N W_LIMIT=S X_EPOCHS=N] bash benchmarks/stream_gpu.sh OUT_DIR TIME_LIMIT_S [RESUME_DIR]
 #
 # BENCH=1 first measures benchmarks/gpu_speed.py (and runs the CUDA tests) on cores 0-3 while the
 # frame caches are built on cores 4-15, so the GPU has the benchmark to itself (CASES picks the
@@ -44,11 +44,11 @@ wait
 echo "caches (and the benchmark) ready after $(( $(date +%s) - t0 )) s"
 shipped=core/model/pretrained/tiny_synth.safetensors
 common=(--dataset synthetic --batch 64 --clips-per-epoch 4096 --windows 4 --stretch 0.7,1.3 --flip 0.5
-        --drop 0.1 --noise 0.0002 --seed 0 --cache /tmp/cache --workers 4 --time-limit "$limit" --quiet
+        --drop 0.1 --noise 0.0002 --seed 0 --cache /tmp/cache --workers 4 --quiet
         ${VAL_SEEDS:+--val-seeds "$VAL_SEEDS"})
 run() {  # run NAME "START OPTIONS" OPTIONS...: START OPTIONS give way to --resume on a later call
   local name=$1 first=$2; shift 2
-  local dir=/tmp/runs/$name start
+  local dir=/tmp/runs/$name start lim=${LIMIT:-$limit}
   case " ${RUNS:-E F S} " in *" $name "*) ;; *) return 0 ;; esac
   mkdir -p "$dir"
   if [ -n "$prev" ] && [ -f "$prev/$name/last.safetensors" ]; then
@@ -59,17 +59,21 @@ run() {  # run NAME "START OPTIONS" OPTIONS...: START OPTIONS give way to --resu
     start+=("$@")
   fi
   # the guard: a run still going near the end of the call is stopped; its last epoch is saved
-  timeout -s INT $(( limit + ${GUARD_S:-150} )) python3 benchmarks/train_entry.py train "${common[@]}" "${start[@]}" \
+  timeout -s INT $(( lim + ${GUARD_S:-150} )) python3 benchmarks/train_entry.py train "${common[@]}" --time-limit "$lim" "${start[@]}" \
     --epochs "$EPOCHS" --out "$dir" >"$dir/train.log" 2>&1 || echo "$name exited with $?" >>"$dir/train.log" &
+  pids[$name]=$!
 }
+declare -A pids
 # the shipped model is fed 2 steps per window; these fine-tunes train on windows of 8, as run E did
 EPOCHS=30 run E "--init $shipped --set timesteps=8" --lr 5e-4 --bptt 4 --burn-in 2 --burn-in-p 0.75
 EPOCHS=30 run F "--init $shipped --set timesteps=8" --lr 1e-3 --bptt 4 --burn-in 4 --burn-in-p 1.0
 EPOCHS=40 run S "--preset small" --lr 2e-3 --bptt 1 --burn-in 0
-EPOCHS=40 run W "--preset tiny --set embed_dim=128 --set head_decay=0.5" --lr 2e-3 --bptt 1 --burn-in 0
+LIMIT=${W_LIMIT:-} EPOCHS=${W_EPOCHS:-40} run W "--preset tiny --set embed_dim=128 --set head_decay=0.5" --lr 2e-3 --bptt 1 --burn-in 0
+# X starts from W's best checkpoint: when both run in one call, X waits for W to end
+[ -n "${pids[W]:-}" ] && case " ${RUNS:-E F S} " in *" X "*) wait "${pids[W]}" || true ;; esac
 w_best=/tmp/runs/W/best.safetensors
-[ -n "$prev" ] && [ -f "$prev/W/best.safetensors" ] && w_best=$prev/W/best.safetensors
-EPOCHS=30 run X "--init $w_best --set timesteps=8 --set head_decay=0.1" --lr 5e-4 --bptt 4 --burn-in 2 --burn-in-p 0.75
+[ ! -f "$w_best" ] && [ -n "$prev" ] && w_best=$prev/W/best.safetensors
+EPOCHS=${X_EPOCHS:-30} run X "--init $w_best --set timesteps=8 --set head_decay=0.1" --lr 5e-4 --bptt 4 --burn-in 2 --burn-in-p 0.75
 wait
 echo "runs done after $(( $(date +%s) - t0 )) s"
 for n in ${RUNS:-E F S}; do

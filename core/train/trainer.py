@@ -444,6 +444,7 @@ def _train(cfg, info: DistInfo, emit, command, data, torch, load_checkpoint, sav
     optimizer = torch.optim.AdamW(
         [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
         lr=cfg.lr,
+        fused=info.device.startswith("cuda") or None,  # one kernel for the whole update on the GPU
     )
     if cfg.resume and optimizer_path(Path(cfg.resume)).is_file():
         done_epoch, global_step = load_optimizer(optimizer_path(Path(cfg.resume)), optimizer, info.device)
