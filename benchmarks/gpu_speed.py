@@ -65,14 +65,19 @@ def _profile(fn, n, device):
     return head + "\n" + table
 
 
-def bench_train(cfg, device, *, batch, compiled, bf16, iters, warmup, profile=0, state_dtype=torch.float32):
+def bench_train(
+    cfg, device, *, batch, compiled, bf16, iters, warmup, mode=None, profile=0, state_dtype=torch.float32
+):
     model = build_model(cfg).to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=device.startswith("cuda") or None)
-    net = torch.compile(model) if compiled else model
+    net = torch.compile(model, mode=mode) if compiled else model
+    graphs = mode == "reduce-overhead"
     x = _frames(cfg.timesteps, batch, cfg, device)
     y = torch.randint(0, cfg.num_classes, (cfg.timesteps * batch,), device=device)
 
     def step():
+        if graphs:
+            torch.compiler.cudagraph_mark_step_begin()
         state = model.initial_state(batch, device, state_dtype)
         opt.zero_grad(set_to_none=True)
         with _autocast(device, bf16):
@@ -144,9 +149,11 @@ CASES = {
     "train-compiled-bf16": ("train", 16, True, True, None, torch.float32),
     "train-compiled-fp32": ("train", 16, True, False, None, torch.float32),
     "train-compiled-bf16-bf16state": ("train", 16, True, True, None, torch.bfloat16),
+    "train-graphs-bf16": ("train", 16, True, True, "reduce-overhead", torch.float32),
     "infer-eager-bf16-b32": ("infer", 32, False, True, None, torch.float32),
     "infer-compiled-bf16-b32": ("infer", 32, True, True, None, torch.float32),
     "infer-compiled-fp32-b32": ("infer", 32, True, False, None, torch.float32),
+    "infer-graphs-bf16-b32": ("infer", 32, True, True, "reduce-overhead", torch.float32),
     "infer-eager-fp32-b1": ("infer", 1, False, False, None, torch.float32),
     "infer-compiled-fp32-b1": ("infer", 1, True, False, "reduce-overhead", torch.float32),
 }
@@ -187,6 +194,7 @@ def main(argv=None):
                     bf16=bf16,
                     iters=args.iters,
                     warmup=args.warmup,
+                    mode=mode,
                     profile=args.profile,
                     state_dtype=state_dtype,
                 )
