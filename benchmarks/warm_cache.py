@@ -22,11 +22,17 @@ def main(argv=None) -> None:
     ap.add_argument("--workers", type=int, default=8)
     ap.add_argument("--stretch", default="1,1")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--val-seeds", type=int, default=None, help="validation sequences (as dvsapp train --val-seeds)")
+    ap.add_argument(
+        "--val-seeds", type=int, default=None, help="validation sequences (as dvsapp train --val-seeds)"
+    )
     args = ap.parse_args(argv)
     lo, hi = (float(v) for v in args.stretch.split(","))
     cfg = TrainConfig(
-        preset=args.preset, cache_dir=args.cache, workers=args.workers, time_stretch=(lo, hi), seed=args.seed,
+        preset=args.preset,
+        cache_dir=args.cache,
+        workers=args.workers,
+        time_stretch=(lo, hi),
+        seed=args.seed,
         n_val_seeds=args.val_seeds,
     )
     pre = preprocess_for(build_model(cfg).config)
