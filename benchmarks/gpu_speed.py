@@ -149,11 +149,9 @@ CASES = {
     "train-compiled-bf16": ("train", 16, True, True, None, torch.float32),
     "train-compiled-fp32": ("train", 16, True, False, None, torch.float32),
     "train-compiled-bf16-bf16state": ("train", 16, True, True, None, torch.bfloat16),
-    "train-graphs-bf16": ("train", 16, True, True, "reduce-overhead", torch.float32),
     "infer-eager-bf16-b32": ("infer", 32, False, True, None, torch.float32),
     "infer-compiled-bf16-b32": ("infer", 32, True, True, None, torch.float32),
     "infer-compiled-fp32-b32": ("infer", 32, True, False, None, torch.float32),
-    "infer-graphs-bf16-b32": ("infer", 32, True, True, "reduce-overhead", torch.float32),
     "infer-eager-fp32-b1": ("infer", 1, False, False, None, torch.float32),
     "infer-compiled-fp32-b1": ("infer", 1, True, False, "reduce-overhead", torch.float32),
 }
