@@ -173,7 +173,7 @@ def main(argv=None):
     cfg = preset(args.preset)
     lines = [
         f"{args.preset}: {cfg.n_tokens} tokens, T={cfg.timesteps}, D={cfg.embed_dim}, depth {cfg.depth}; "
-        f"fused LIF {'on' if fused_lif.fused_available(torch.zeros(1, device=args.device), torch.zeros(1, device=args.device)) else 'off'}; "
+        f"fused LIF {'on' if args.device.startswith('cuda') and fused_lif.load_kernels() else 'off'}; "
         f"device {torch.cuda.get_device_name() if args.device.startswith('cuda') else 'cpu'}, torch {torch.__version__}",
         "",
         "| case | batch | figure | ms per step/window | warm-up (incl. compile) s |",

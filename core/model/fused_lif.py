@@ -92,10 +92,11 @@ _kernels = None  # (forward, backward) once loaded
 
 
 def load_kernels() -> bool:
-    """Compile-free check that the kernels can be defined (imports Triton); ``True`` when they can.
+    """Define the kernels (imports Triton) once; ``True`` when they are there to run.
 
     Runs at import when CUDA is available; tests with Triton's interpreter
-    (``TRITON_INTERPRET=1`` set first) call it themselves.
+    (``TRITON_INTERPRET=1`` set first) call it themselves.  ``False`` without Triton or
+    with ``DVSAPP_FUSED_LIF=0``.
     """
     global _kernels
     if _kernels is None and _ENABLED:
@@ -197,27 +198,17 @@ _lif_forward.register_autograd(_backward, setup_context=_setup_context)
 _X_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 
-def fused_available(x: torch.Tensor, v: torch.Tensor, *, interpret: bool = False) -> bool:
+def fused_available(x: torch.Tensor, v: torch.Tensor) -> bool:
     """Whether :func:`lif_sequence` can run on input ``x`` and membrane ``v``.
 
     It can for CUDA tensors with Triton importable, ``x`` in float32 / bfloat16 / float16 and
     the membrane in float32 (the kernel computes in float32, as the cell does for these
     dtypes; other dtypes, e.g. float64, run the cell).
 
-    ``interpret=True`` also accepts CPU tensors (Triton's interpreter, ``TRITON_INTERPRET=1``
-    and :func:`load_kernels`; for tests).  ``DVSAPP_FUSED_LIF=0`` in the environment (read
-    at import) turns the fused path off.
+    ``DVSAPP_FUSED_LIF=0`` in the environment (read at import) turns the fused path off.
+    (:func:`lif_sequence` itself also runs on CPU tensors under Triton's interpreter.)
     """
-    return (
-        _kernels is not None
-        and (x.is_cuda or interpret)
-        and x.dtype in _X_DTYPES
-        and v.dtype == torch.float32
-    )
-
-
-if torch.cuda.is_available():
-    load_kernels()
+    return _kernels is not None and x.is_cuda and x.dtype in _X_DTYPES and v.dtype == torch.float32
 
 
 def lif_sequence(
@@ -242,3 +233,7 @@ def lif_sequence(
         x, v0, float(gain), float(v_leak), float(v_th), float(v_reset), float(alpha), save
     )
     return z, vt
+
+
+if torch.cuda.is_available():
+    load_kernels()
