@@ -26,6 +26,9 @@ import torch
 import torch.nn.functional as F
 
 from dvsapp.core.model import build_model, fused_lif, preset
+from dvsapp.core.model.network import StemConv
+
+LAYOUT = {"channels_last": torch.channels_last, "contiguous": torch.contiguous_format}
 
 
 def _frames(t, b, cfg, device, dtype=torch.float32, seed=0):
@@ -66,9 +69,20 @@ def _profile(fn, n, device):
 
 
 def bench_train(
-    cfg, device, *, batch, compiled, bf16, iters, warmup, mode=None, profile=0, state_dtype=torch.float32
+    cfg,
+    device,
+    *,
+    batch,
+    compiled,
+    bf16,
+    iters,
+    warmup,
+    mode=None,
+    profile=0,
+    state_dtype=torch.float32,
+    layout=torch.channels_last,
 ):
-    model = build_model(cfg).to(device).train()
+    model = build_model(cfg).to(device).to(memory_format=layout).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=device.startswith("cuda") or None)
     net = torch.compile(model, mode=mode) if compiled else model
     graphs = mode == "reduce-overhead"
@@ -103,9 +117,20 @@ def bench_train(
 
 
 def bench_infer(
-    cfg, device, *, batch, compiled, bf16, iters, warmup, mode=None, profile=0, state_dtype=torch.float32
+    cfg,
+    device,
+    *,
+    batch,
+    compiled,
+    bf16,
+    iters,
+    warmup,
+    mode=None,
+    profile=0,
+    state_dtype=torch.float32,
+    layout=torch.channels_last,
 ):
-    model = build_model(cfg).to(device).eval()
+    model = build_model(cfg).to(device).to(memory_format=layout).eval()
     net = torch.compile(model, mode=mode) if compiled else model
     x = _frames(cfg.timesteps, batch, cfg, device)
     state = model.initial_state(batch, device, state_dtype)
@@ -166,7 +191,17 @@ def main(argv=None):
     ap.add_argument("--cases", default=",".join(CASES))
     ap.add_argument("--out", default=None)
     ap.add_argument("--profile", type=int, default=0, help="profile this many calls per case (top kernels)")
+    ap.add_argument(
+        "--layout",
+        choices=sorted(LAYOUT),
+        default="channels_last",
+        help="the weights' layout (training's: channels_last)",
+    )
+    ap.add_argument(
+        "--no-stem-pad", action="store_true", help="run the first convolution on its 2 channels unpadded"
+    )
     args = ap.parse_args(argv)
+    StemConv.pad_on_cuda = not args.no_stem_pad
     torch.backends.cudnn.benchmark = True
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
@@ -174,6 +209,7 @@ def main(argv=None):
     lines = [
         f"{args.preset}: {cfg.n_tokens} tokens, T={cfg.timesteps}, D={cfg.embed_dim}, depth {cfg.depth}; "
         f"fused LIF {'on' if args.device.startswith('cuda') and fused_lif.load_kernels() else 'off'}; "
+        f"{args.layout}; stem {'unpadded' if args.no_stem_pad else 'padded to 8 channels'}; "
         f"device {torch.cuda.get_device_name() if args.device.startswith('cuda') else 'cpu'}, torch {torch.__version__}",
         "",
         "| case | batch | figure | ms per step/window | warm-up (incl. compile) s |",
@@ -195,6 +231,7 @@ def main(argv=None):
                     mode=mode,
                     profile=args.profile,
                     state_dtype=state_dtype,
+                    layout=LAYOUT[args.layout],
                 )
                 fig, ms = f"{r['samples_per_s']:.0f} samples/s", r["ms_per_step"]
             else:
@@ -209,6 +246,7 @@ def main(argv=None):
                     mode=mode,
                     profile=args.profile,
                     state_dtype=state_dtype,
+                    layout=LAYOUT[args.layout],
                 )
                 unit = "timesteps/s" if batch == 1 else "sample-timesteps/s"
                 fig, ms = f"{r['sample_timesteps_per_s']:.0f} {unit}", r["ms_per_window"]

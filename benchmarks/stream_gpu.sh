@@ -18,7 +18,8 @@
 #
 # Same data as the ablation (synthetic seeds 0-399 train, 100000+ validation, 200000+ held-out
 # test), same augmentation.  VAL_SEEDS=N validates on N seeds (4 gestures each) instead of 40.  RESUME_DIR (the unpacked tars of an earlier call) continues each
-# run from its last.safetensors.  TIME_LIMIT_S is the time guard of each run (no new epoch after it).
+# run from its last.safetensors.  TIME_LIMIT_S is the time guard of each run (no new epoch after it);
+# DEADLINE_S=N shortens it so that every run is stopped and packed within N s of the call's start.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source benchmarks/gpu_env.sh
@@ -50,6 +51,11 @@ run() {  # run NAME "START OPTIONS" OPTIONS...: START OPTIONS give way to --resu
   local name=$1 first=$2; shift 2
   local dir=/tmp/runs/$name start lim=${LIMIT:-$limit}
   case " ${RUNS:-E F S} " in *" $name "*) ;; *) return 0 ;; esac
+  if [ -n "${DEADLINE_S:-}" ]; then  # the whole call must end (runs packed) by DEADLINE_S after its start
+    local left=$(( DEADLINE_S - ($(date +%s) - t0) - ${GUARD_S:-150} - 30 ))
+    [ "$left" -lt "$lim" ] && lim=$left
+    echo "$name: time limit $lim s"
+  fi
   mkdir -p "$dir"
   if [ -n "$prev" ] && [ -f "$prev/$name/last.safetensors" ]; then
     cp "$prev/$name"/*.safetensors "$prev/$name"/metrics.* "$dir"/

@@ -285,6 +285,46 @@ def test_stream_split_float32_close(variant):
     assert whole.abs().sum() > 0
 
 
+def test_stem_conv_padded_to_eight_channels_equals_the_plain_convolution():
+    """What CUDA runs for the first convolution (input channels padded with zeros) is the same map."""
+    model = build_model(small_config()).double()
+    conv = model.sps.stages[0].conv
+    assert conv.in_channels % 8  # 2 polarity channels: CUDA pads them
+    x = event_frames((3, 2, 16, 16), seed=4, dtype=torch.float64).requires_grad_()
+    plain = conv(x)  # CPU: the plain path
+    (plain * plain).sum().backward()
+    gx, gw = x.grad.clone(), conv.weight.grad.clone()
+    x.grad = None
+    conv.weight.grad = None
+    padded = conv.padded(x)
+    (padded * padded).sum().backward()
+    torch.testing.assert_close(padded, plain, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(x.grad, gx, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(conv.weight.grad, gw, rtol=1e-12, atol=1e-12)
+    assert conv.weight.grad.shape == conv.weight.shape and plain.abs().sum() > 0
+
+
+@pytest.mark.parametrize("variant", ["sdsa", "lrf"])
+def test_channels_last_model_equals_the_contiguous_one(variant):
+    """Moved to channels-last (as training on CUDA does), the model computes the same and its
+    [C, H, W] membranes start and stay in that layout."""
+    model = activate(build_model(small_config(attention=variant)), seed=5).eval().double()
+    frames = event_frames((6, 2, 2, 16, 16), seed=8, dtype=torch.float64)
+    with torch.inference_mode():
+        ref, ref_state = model(frames)
+        model.to(memory_format=torch.channels_last)
+        rest = model.initial_state(2)
+        a, state = model(frames[:2], rest)
+        b, state = model(frames[2:], state)
+    first = rest.neurons[0].v
+    assert first.dim() == 4 and first.is_contiguous(memory_format=torch.channels_last)
+    assert not first.is_contiguous()
+    torch.testing.assert_close(torch.cat([a, b]), ref, rtol=1e-9, atol=1e-9)
+    for s1, s2 in zip(state.neurons, ref_state.neurons, strict=True):
+        torch.testing.assert_close(s1.v, s2.v, rtol=1e-9, atol=1e-9)
+    assert ref.abs().sum() > 0
+
+
 def test_state_none_equals_explicit_initial_state():
     model = activate(build_model(small_config())).eval()
     frames = event_frames((4, 1, 2, 16, 16), seed=1)

@@ -423,3 +423,33 @@ def test_torchrun_two_processes_on_cpu_train_with_gloo_and_only_rank_0_writes(tm
     assert [r["global_step"] for r in rows] == [2, 4]
     assert len((out / "metrics.csv").read_text().splitlines()) == 3
     assert proc.stderr.count("epoch 2:") == 1  # progress is printed by rank 0 only
+
+
+def test_optimizer_state_resumes_in_the_layout_of_channels_last_weights(tmp_path):
+    """On CUDA the weights are channels-last; the saved (contiguous) moments come back in
+    their parameter's layout, with their values, so the elementwise update lines up."""
+    from dvsapp.core.model import build_model, preset
+    from dvsapp.core.train.trainer import load_optimizer, save_optimizer
+
+    def make():
+        torch.manual_seed(0)
+        model = build_model(preset("tiny", input_hw=(16, 16), patch_size=4, embed_dim=16, heads=4, depth=1))
+        model.to(memory_format=torch.channels_last)
+        return model, torch.optim.AdamW(model.parameters(), lr=1e-3)
+
+    model, opt = make()
+    conv = model.sps.stages[1].conv.weight
+    assert not conv.is_contiguous()  # a channels-last 4-D weight
+    for p in model.parameters():
+        p.grad = torch.randn_like(p)
+    opt.step()
+    save_optimizer(tmp_path / "o.safetensors", opt, epoch=3, global_step=7)
+
+    model2, opt2 = make()
+    assert load_optimizer(tmp_path / "o.safetensors", opt2, "cpu") == (3, 7)
+    for p, p2 in zip(model.parameters(), model2.parameters(), strict=True):
+        for name in ("exp_avg", "exp_avg_sq"):
+            a, b = opt.state[p][name], opt2.state[p2][name]
+            assert b.stride() == p2.stride()
+            assert torch.equal(a, b)
+    assert opt2.state[model2.sps.stages[1].conv.weight]["exp_avg"].abs().sum() > 0

@@ -254,7 +254,8 @@ def lrf_dyn_current(
     ``(1 - lam) s (V K^T) Q`` (per head, :func:`ssa_linear_mix`) plus ``lam r V`` by
     leaky scans over the token grid (:func:`locality_scan`); memory O(N D).
     """
-    out = locality_scan(v, token_hw, decay)
+    # leaky sums in at least float32 (spikes come in bfloat16 under autocast), then v's dtype
+    out = locality_scan(v.to(torch.promote_types(v.dtype, torch.float32)), token_hw, decay).to(v.dtype)
     qh, kh, vh = _heads(q, heads), _heads(k, heads), _heads(v, heads)
     vk = vh @ kh.transpose(-1, -2)  # [TB, h, d, d]
     tb, h, dh, n = qh.shape
@@ -301,7 +302,9 @@ class SpikeDrivenAttention(SpikingAttention):
         self.attn_lif = self.lif("attn", (self.dim, 1), cfg.attn_v_th)
 
     def mix(self, q, k, v, run):
-        kv = (k * v).sum(dim=-1, keepdim=True)  # [T, B, D, 1]
+        # counts up to N, summed in the attention membrane's dtype (float32 under autocast,
+        # where the spikes come in bfloat16)
+        kv = (k * v).sum(dim=-1, keepdim=True, dtype=run.states[self.attn_lif.slot].v.dtype)
         return q * self.attn_lif(kv, run)
 
     def count_ops(self, q, k, v, out):

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from dvsapp.core.errors import ConfigError
@@ -84,12 +85,35 @@ class ModelState(NamedTuple):
 
 
 # ---------------------------------------------------------------- SPS
+class StemConv(nn.Conv2d):
+    """The first 3x3 convolution; on CUDA its input channels are padded to a multiple of 8.
+
+    Zero channels added to the input and the kernel leave the result as it is, and give a
+    channel count cuDNN has tensor-core kernels for: with 2 input channels (ON/OFF counts)
+    it falls back to a generic direct convolution many times slower.  Parameters, hooks
+    and counts are those of the plain ``nn.Conv2d``.
+    """
+
+    pad_on_cuda = True  # class-wide switch (benchmarks/gpu_speed.py --no-stem-pad measures without)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.is_cuda and self.in_channels % 8 and self.pad_on_cuda:
+            return self.padded(x)
+        return super().forward(x)
+
+    def padded(self, x: torch.Tensor) -> torch.Tensor:
+        """The padded computation, on any device (what runs on CUDA)."""
+        widen = (0, 0, 0, 0, 0, (-self.in_channels) % 8)  # F.pad's pairs run from the last dim: W, H, C
+        return F.conv2d(F.pad(x, widen), F.pad(self.weight, widen), self.bias, self.stride, self.padding)
+
+
 class _Stage(nn.Module):
     """conv3x3 - BN - [pool] - LIF - [pool]; without a neuron it returns the membrane."""
 
     def __init__(self, cfg: ModelConfig, index: int, c_in: int, c_out: int, hw: tuple[int, int]) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(c_in, c_out, kernel_size=3, padding=1, bias=False)
+        conv = StemConv if index == 0 else nn.Conv2d
+        self.conv = conv(c_in, c_out, kernel_size=3, padding=1, bias=False)
         self.bn = nn.BatchNorm2d(c_out)
         pooled = cfg.pool_pattern[index]
         spec = POOLINGS[cfg.pooling]
@@ -241,11 +265,17 @@ class SpikingTransformer(nn.Module):
             device = p.device if device is None else device
             dtype = p.dtype if dtype is None else dtype
         c = self.config.num_classes
+        # a model moved to channels-last (on CUDA) keeps its [C, H, W] membranes in that layout:
+        # the layout its convolutions hand the neurons
+        w = self.sps.stages[0].conv.weight
+        cl = w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous()
+
+        def zeros(shape):
+            v = torch.zeros(batch, *shape, device=device, dtype=dtype)
+            return v.contiguous(memory_format=torch.channels_last) if cl and len(shape) == 3 else v
+
         return ModelState(
-            neurons=tuple(
-                LIFBoxFeedForwardState(v=torch.zeros(batch, *shape, device=device, dtype=dtype))
-                for shape in self._neuron_shapes
-            ),
+            neurons=tuple(LIFBoxFeedForwardState(v=zeros(shape)) for shape in self._neuron_shapes),
             head=LIState(
                 v=torch.zeros(batch, c, device=device, dtype=dtype),
                 i=torch.zeros(batch, c, device=device, dtype=dtype),

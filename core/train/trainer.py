@@ -11,7 +11,7 @@ Each window's loss is the cross entropy averaged over its labeled timesteps
 (TET-style per-timestep loss).  ``reverse_p`` plays clips backwards (time reversed,
 polarity swapped, circle direction flipped: :mod:`dvsapp.core.train.reverse`).
 On CUDA the model runs under ``torch.compile`` (``compile=False`` opts out) with
-bf16 autocast.
+bf16 autocast, its weights channels-last.
 
 Works with any model ``model(frames [T, B, P, H, W], state) -> (logits [T, B, C], state)``
 whose state has ``.detach()`` (or is a nest of tensors).  Under ``torchrun`` the
@@ -234,6 +234,7 @@ def save_optimizer(path: Path, optimizer, *, epoch: int, global_step: int) -> No
 
 def load_optimizer(path: Path, optimizer, device) -> tuple[int, int]:
     """Restore :func:`save_optimizer` output; returns ``(epoch, global_step)``."""
+    import torch
     from safetensors import safe_open
 
     try:
@@ -252,6 +253,12 @@ def load_optimizer(path: Path, optimizer, device) -> tuple[int, int]:
         if "step" in st and hasattr(st["step"], "cpu"):
             st["step"] = st["step"].cpu()
     optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    # the moments are stored contiguous: give them their parameter's layout (channels-last on CUDA)
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            for name, v in optimizer.state.get(p, {}).items():
+                if isinstance(v, torch.Tensor) and v.shape == p.shape and v.stride() != p.stride():
+                    optimizer.state[p][name] = torch.empty_like(p, dtype=v.dtype).copy_(v)
     return int(meta["epoch"]), int(meta["global_step"])
 
 
@@ -429,6 +436,10 @@ def _train(cfg, info: DistInfo, emit, command, data, torch, load_checkpoint, sav
     )
 
     model.to(info.device)
+    if info.device.startswith("cuda"):
+        # cuDNN's convolutions work channels-last; the neurons (fused LIF) take that layout
+        # as it is, so no tensor is transposed between them
+        model.to(memory_format=torch.channels_last)
     reversible = cfg.reverse_p > 0 and tuple(class_names) == tuple(GESTURE_CLASSES)
     if cfg.reverse_p > 0 and not reversible:
         raise ConfigError("reverse_p needs the DVS Gesture classes (their circles flip direction)")
