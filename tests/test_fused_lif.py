@@ -150,3 +150,39 @@ def test_channels_last_steps_run_in_place_and_match_the_contiguous_layout():
     assert torch.equal(z_l, z_c) and torch.equal(v_l, v_c)
     torch.testing.assert_close(gx_l, gx_c, rtol=0, atol=0)
     torch.testing.assert_close(gv_l, gv_c, rtol=0, atol=0)
+
+
+def test_compiled_channels_last_model_on_the_fused_path_equals_eager(monkeypatch):
+    """What training on CUDA runs: channels-last weights, ``torch.compile``, the fused LIF as a
+    custom op in the graph (its fake outputs laid out as the real ones), forward and backward."""
+    device, _ = _device()
+    monkeypatch.setattr(fused_lif, "fused_available", lambda x, v, **_: v.dtype == torch.float32)
+    torch.manual_seed(5)
+    cfg = preset("tiny", input_hw=(16, 16), patch_size=4, embed_dim=16, heads=4, depth=1)
+    model = build_model(cfg).to(device)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d | torch.nn.BatchNorm1d):
+                m.weight.fill_(2.0)
+                m.bias.fill_(0.5)
+    model.to(memory_format=torch.channels_last).train()
+    frames = (torch.rand(4, 2, 2, 16, 16) < 0.2).float().mul(2).to(device)
+    labels = torch.randint(0, cfg.num_classes, (8,)).to(device)
+
+    def step(net):
+        model.zero_grad()
+        logits, state = net(frames, model.initial_state(2))
+        torch.nn.functional.cross_entropy(logits.flatten(0, 1), labels).backward()
+        return logits.detach(), [p.grad.clone() for p in model.parameters()], state
+
+    ref, ref_grads, _ = step(model)
+    torch._dynamo.reset()
+    try:
+        logits, grads, state = step(torch.compile(model))
+    finally:
+        torch._dynamo.reset()
+    torch.testing.assert_close(logits, ref, rtol=1e-5, atol=1e-5)
+    for g, r in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(g, r, rtol=1e-3, atol=1e-5)
+    assert state.neurons[0].v.is_contiguous(memory_format=torch.channels_last)
+    assert ref.abs().sum() > 0 and sum(g.abs().sum() for g in grads) > 0
