@@ -219,35 +219,23 @@ def main(argv=None):
     for name in args.cases.split(","):
         kind, batch, compiled, bf16, mode, state_dtype = CASES[name]
         try:
+            bench = bench_train if kind == "train" else bench_infer
+            r = bench(
+                cfg,
+                args.device,
+                batch=batch,
+                compiled=compiled,
+                bf16=bf16,
+                iters=args.iters,
+                warmup=args.warmup,
+                mode=mode,
+                profile=args.profile,
+                state_dtype=state_dtype,
+                layout=LAYOUT[args.layout],
+            )
             if kind == "train":
-                r = bench_train(
-                    cfg,
-                    args.device,
-                    batch=batch,
-                    compiled=compiled,
-                    bf16=bf16,
-                    iters=args.iters,
-                    warmup=args.warmup,
-                    mode=mode,
-                    profile=args.profile,
-                    state_dtype=state_dtype,
-                    layout=LAYOUT[args.layout],
-                )
                 fig, ms = f"{r['samples_per_s']:.0f} samples/s", r["ms_per_step"]
             else:
-                r = bench_infer(
-                    cfg,
-                    args.device,
-                    batch=batch,
-                    compiled=compiled,
-                    bf16=bf16,
-                    iters=args.iters,
-                    warmup=args.warmup,
-                    mode=mode,
-                    profile=args.profile,
-                    state_dtype=state_dtype,
-                    layout=LAYOUT[args.layout],
-                )
                 unit = "timesteps/s" if batch == 1 else "sample-timesteps/s"
                 fig, ms = f"{r['sample_timesteps_per_s']:.0f} {unit}", r["ms_per_window"]
             lines.append(f"| {name} | {batch} | {fig} | {ms:.2f} | {r['warmup_s']:.1f} |")
