@@ -23,6 +23,7 @@ import contextlib
 import time
 
 import torch
+import torch._inductor.config
 import torch.nn.functional as F
 
 from dvsapp.core.model import build_model, fused_lif, preset
@@ -200,8 +201,14 @@ def main(argv=None):
     ap.add_argument(
         "--no-stem-pad", action="store_true", help="run the first convolution on its 2 channels unpadded"
     )
+    ap.add_argument(
+        "--freeze",
+        action="store_true",
+        help="inference compiles with Inductor's freezing (weights as constants, BN folded into the convolutions)",
+    )
     args = ap.parse_args(argv)
     StemConv.pad_on_cuda = not args.no_stem_pad
+    torch._inductor.config.freezing = args.freeze  # applies to graphs compiled without grad only
     torch.backends.cudnn.benchmark = True
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
@@ -210,6 +217,7 @@ def main(argv=None):
         f"{args.preset}: {cfg.n_tokens} tokens, T={cfg.timesteps}, D={cfg.embed_dim}, depth {cfg.depth}; "
         f"fused LIF {'on' if args.device.startswith('cuda') and fused_lif.load_kernels() else 'off'}; "
         f"{args.layout}; stem {'unpadded' if args.no_stem_pad else 'padded to 8 channels'}; "
+        f"inference {'frozen' if args.freeze else 'not frozen'}; "
         f"device {torch.cuda.get_device_name() if args.device.startswith('cuda') else 'cpu'}, torch {torch.__version__}",
         "",
         "| case | batch | figure | ms per step/window | warm-up (incl. compile) s |",

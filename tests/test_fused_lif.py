@@ -157,6 +157,9 @@ def test_compiled_channels_last_model_on_the_fused_path_equals_eager(monkeypatch
     custom op in the graph (its fake outputs laid out as the real ones), forward and backward."""
     device, _ = _device()
     monkeypatch.setattr(fused_lif, "fused_available", lambda x, v, **_: v.dtype == torch.float32)
+    # float32 convolutions on both sides (cuDNN's default TF32 rounds inputs to 10 bits; cuBLAS's
+    # default is float32 already)
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
     torch.manual_seed(5)
     cfg = preset("tiny", input_hw=(16, 16), patch_size=4, embed_dim=16, heads=4, depth=1)
     model = build_model(cfg).to(device)
@@ -183,6 +186,8 @@ def test_compiled_channels_last_model_on_the_fused_path_equals_eager(monkeypatch
         torch._dynamo.reset()
     torch.testing.assert_close(logits, ref, rtol=1e-5, atol=1e-5)
     for g, r in zip(grads, ref_grads, strict=True):
-        torch.testing.assert_close(g, r, rtol=1e-3, atol=1e-5)
+        # sums run in another order (Inductor's BN reductions, cuDNN's algorithm choice), and a
+        # weight's gradient is a sum of many terms: the tolerance is set by each tensor's scale
+        torch.testing.assert_close(g, r, rtol=1e-3, atol=max(1e-5, 1e-3 * float(r.abs().max())))
     assert state.neurons[0].v.is_contiguous(memory_format=torch.channels_last)
     assert ref.abs().sum() > 0 and sum(g.abs().sum() for g in grads) > 0
