@@ -12,6 +12,7 @@ density of real DVS Gesture frames (about 5% of pixels active).
 
     python benchmarks/gpu_speed.py --out speed.md        # on the GPU machine
     python benchmarks/gpu_speed.py --device cpu --preset tiny --iters 2 --cases train-eager   # smoke
+    DVSAPP_FUSED_POOL=1 python benchmarks/gpu_speed.py ...   # with the fused max pooling (opt-in)
 
 Timings, not tests. Prints a Markdown table (and writes it to ``--out``).
 """
@@ -26,7 +27,7 @@ import torch
 import torch._inductor.config
 import torch.nn.functional as F
 
-from dvsapp.core.model import build_model, fused_lif, preset
+from dvsapp.core.model import build_model, fused_lif, fused_pool, preset
 from dvsapp.core.model.network import StemConv
 
 LAYOUT = {"channels_last": torch.channels_last, "contiguous": torch.contiguous_format}
@@ -218,6 +219,7 @@ def main(argv=None):
         f"fused LIF {'on' if args.device.startswith('cuda') and fused_lif.load_kernels() else 'off'}; "
         f"{args.layout}; stem {'unpadded' if args.no_stem_pad else 'padded to 8 channels'}; "
         f"inference {'frozen' if args.freeze else 'not frozen'}; "
+        f"max pooling {'fused (DVSAPP_FUSED_POOL=1)' if fused_pool._ENABLED else 'nn.MaxPool2d'}; "
         f"device {torch.cuda.get_device_name() if args.device.startswith('cuda') else 'cpu'}, torch {torch.__version__}",
         "",
         "| case | batch | figure | ms per step/window | warm-up (incl. compile) s |",

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from dvsapp.core.model.fused_pool import MaxPool3x3s2
+
 __all__ = ["POOLINGS", "Pooling", "SpikingResponsePool"]
 
 
@@ -44,7 +46,8 @@ class Pooling:
 
 
 POOLINGS: dict[str, Pooling] = {
-    "max": Pooling(lambda: nn.MaxPool2d(kernel_size=3, stride=2, padding=1), before_neuron=False),
+    # nn.MaxPool2d(3, 2, 1); with DVSAPP_FUSED_POOL=1, Triton kernels on CUDA
+    "max": Pooling(MaxPool3x3s2, before_neuron=False),
     "spool": Pooling(SpikingResponsePool, before_neuron=True),
 }
 """Pooling registry: ``ModelConfig.pooling`` -> :class:`Pooling`."""

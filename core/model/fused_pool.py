@@ -1,0 +1,248 @@
+"""3x3 / stride 2 / padding 1 max pooling as two GPU kernels (Triton), forward and backward.
+
+The patch-splitting stages pool with ``nn.MaxPool2d(3, stride=2, padding=1)``. Under
+``torch.compile`` Inductor generates that pooling itself, and its backward recomputes which
+element of each window was the largest by reading the whole input again, nine loads per
+window and four windows per element: on an H200 the backward of stage 1's pooling alone
+(16 x 16 x 64 x 128 x 128 spikes) took 1.9 ms of a 22 ms training step
+(`docs/training/gpu_speed_h200.md`). Here the forward writes, beside the maximum, one byte
+per window saying where in the window it was (0-8, row-major), and the backward reads that
+byte and the incoming gradient of the (at most four) windows that cover each element: one
+pass, memory-bound.
+
+The result is ``F.max_pool2d``'s exactly, values and gradients: the same element wins
+(the first maximum in row-major order; a NaN wins over any number and a later NaN over an
+earlier one; padding never wins), and each element's gradient is the sum of the gradients of
+the windows it won. Both kernels work in the input's layout, contiguous or channels-last
+(what cuDNN's convolutions give); other layouts are made contiguous first. Tested against
+``F.max_pool2d`` on CUDA and, with ``TRITON_INTERPRET=1``, on the CPU.
+
+**Opt-in, not yet measured on a GPU**: the model pools with it only when
+``DVSAPP_FUSED_POOL=1`` is in the environment at import (else ``nn.MaxPool2d`` runs, as
+Inductor compiles it). It becomes the default once a GPU run shows it faster
+(``DVSAPP_FUSED_POOL=1 python benchmarks/gpu_speed.py`` against the same without).
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from torch import nn
+
+__all__ = ["MaxPool3x3s2", "fused_available", "load_kernels", "max_pool3x3s2"]
+
+
+def _load():
+    """The two Triton kernels, or ``None`` when Triton cannot be imported."""
+    try:
+        import triton
+        import triton.language as tl
+    except Exception:  # no Triton (the CPU wheel of torch): nn.MaxPool2d runs instead
+        return None
+
+    @triton.jit
+    def pool_forward_kernel(
+        x_ptr, y_ptr, code_ptr, total, C, H, W, OH, OW,
+        sxn, sxc, sxh, sxw,
+        CL: tl.constexpr, BLOCK: tl.constexpr,
+    ):  # fmt: skip
+        offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+        mask = offs < total
+        # logical (n, c, oh, ow) of the output's linear memory offsets
+        if CL:  # memory order n, h, w, c
+            c = offs % C
+            ow = (offs // C) % OW
+            oh = (offs // (C * OW)) % OH
+            n = offs // (C * OW * OH)
+        else:  # memory order n, c, h, w
+            ow = offs % OW
+            oh = (offs // OW) % OH
+            c = (offs // (OW * OH)) % C
+            n = offs // (OW * OH * C)
+        base = n * sxn + c * sxc
+        best = tl.full((BLOCK,), float("-inf"), tl.float32)
+        # nothing beats -inf: the first element inside the image wins, as in ATen
+        code = tl.where(oh == 0, 3, 0) + tl.where(ow == 0, 1, 0)
+        for kh in tl.static_range(3):
+            ih = oh * 2 - 1 + kh
+            row_ok = mask & (ih >= 0) & (ih < H)
+            for kw in tl.static_range(3):
+                iw = ow * 2 - 1 + kw
+                ok = row_ok & (iw >= 0) & (iw < W)
+                v = tl.load(x_ptr + base + ih * sxh + iw * sxw, mask=ok, other=float("-inf")).to(tl.float32)
+                take = ok & ((v > best) | (v != v))
+                best = tl.where(take, v, best)
+                code = tl.where(take, kh * 3 + kw, code)
+        tl.store(y_ptr + offs, best.to(y_ptr.dtype.element_ty), mask=mask)
+        tl.store(code_ptr + offs, code.to(tl.int8), mask=mask)
+
+    @triton.jit
+    def pool_backward_kernel(
+        gy_ptr, code_ptr, gx_ptr, total, C, H, W, OH, OW,
+        sgn, sgc, sgh, sgw, scn, scc, sch, scw,
+        CL: tl.constexpr, BLOCK: tl.constexpr,
+    ):  # fmt: skip
+        offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+        mask = offs < total
+        if CL:  # the input's memory order, as in the forward
+            c = offs % C
+            iw = (offs // C) % W
+            ih = (offs // (C * W)) % H
+            n = offs // (C * W * H)
+        else:
+            iw = offs % W
+            ih = (offs // W) % H
+            c = (offs // (W * H)) % C
+            n = offs // (W * H * C)
+        acc = tl.zeros((BLOCK,), tl.float32)
+        # element row ih sits at kernel row kh of output row oh when ih = 2 * oh - 1 + kh
+        for kh in tl.static_range(3):
+            num_h = ih + 1 - kh
+            oh = num_h // 2
+            row_ok = mask & (num_h >= 0) & (num_h % 2 == 0) & (oh < OH)
+            for kw in tl.static_range(3):
+                num_w = iw + 1 - kw
+                ow = num_w // 2
+                ok = row_ok & (num_w >= 0) & (num_w % 2 == 0) & (ow < OW)
+                won = tl.load(code_ptr + n * scn + c * scc + oh * sch + ow * scw, mask=ok, other=-1)
+                hit = ok & (won == kh * 3 + kw)
+                g = tl.load(gy_ptr + n * sgn + c * sgc + oh * sgh + ow * sgw, mask=hit, other=0.0)
+                acc += g.to(tl.float32)
+        tl.store(gx_ptr + offs, acc.to(gx_ptr.dtype.element_ty), mask=mask)
+
+    return pool_forward_kernel, pool_backward_kernel
+
+
+_BLOCK = 512
+_ENABLED = os.environ.get("DVSAPP_FUSED_POOL", "0") == "1"  # whether the model's pooling uses the kernels
+_kernels = None  # (forward, backward) once loaded
+
+
+def load_kernels() -> bool:
+    """Define the kernels (imports Triton) once; ``True`` when they are there to run.
+
+    Runs at import when CUDA is available; tests with Triton's interpreter
+    (``TRITON_INTERPRET=1`` set first) call it themselves. :func:`max_pool3x3s2` runs
+    whenever they are loaded; the model's pooling only with ``DVSAPP_FUSED_POOL=1``.
+    """
+    global _kernels
+    if _kernels is None:
+        _kernels = _load()
+    return _kernels is not None
+
+
+def _triton():
+    if _kernels is None:
+        raise RuntimeError("the fused pooling kernels are not loaded (no Triton)")
+    return _kernels
+
+
+def _channels_last(x: torch.Tensor) -> bool:
+    """Whether the kernels run ``x`` channels-last (else contiguous)."""
+    return not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+
+
+def _in_layout(x: torch.Tensor) -> tuple[torch.Tensor, bool]:
+    if x.is_contiguous():
+        return x, False
+    if x.is_contiguous(memory_format=torch.channels_last):
+        return x, True
+    return x.contiguous(), False
+
+
+def _pooled_hw(h: int, w: int) -> tuple[int, int]:
+    return (h + 1) // 2, (w + 1) // 2
+
+
+def _grid(total: int) -> tuple[int]:
+    return ((total + _BLOCK - 1) // _BLOCK,)
+
+
+def _format(cl: bool) -> torch.memory_format:
+    return torch.channels_last if cl else torch.contiguous_format
+
+
+@torch.library.custom_op("dvsapp::max_pool3x3s2_forward", mutates_args=())
+def _pool_forward(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    fwd, _ = _triton()
+    x, cl = _in_layout(x)
+    nb, c, h, w = x.shape
+    oh, ow = _pooled_hw(h, w)
+    y = torch.empty((nb, c, oh, ow), device=x.device, dtype=x.dtype, memory_format=_format(cl))
+    code = torch.empty((nb, c, oh, ow), device=x.device, dtype=torch.int8, memory_format=_format(cl))
+    total = y.numel()
+    if total:
+        fwd[_grid(total)](x, y, code, total, c, h, w, oh, ow, *x.stride(), CL=cl, BLOCK=_BLOCK)
+    return y, code
+
+
+@_pool_forward.register_fake
+def _(x):
+    cl = _channels_last(x)
+    nb, c, h, w = x.shape
+    oh, ow = _pooled_hw(h, w)
+    y = x.new_empty((nb, c, oh, ow)).contiguous(memory_format=_format(cl))
+    return y, y.to(torch.int8)
+
+
+@torch.library.custom_op("dvsapp::max_pool3x3s2_backward", mutates_args=())
+def _pool_backward(gy: torch.Tensor, code: torch.Tensor, h: int, w: int, channels_last: bool) -> torch.Tensor:
+    _, bwd = _triton()
+    nb, c, oh, ow = code.shape
+    gx = torch.empty((nb, c, h, w), device=gy.device, dtype=gy.dtype, memory_format=_format(channels_last))
+    total = gx.numel()
+    if total:
+        bwd[_grid(total)](
+            gy, code, gx, total, c, h, w, oh, ow, *gy.stride(), *code.stride(), CL=channels_last, BLOCK=_BLOCK
+        )
+    return gx
+
+
+@_pool_backward.register_fake
+def _(gy, code, h, w, channels_last):
+    nb, c = code.shape[:2]
+    return gy.new_empty((nb, c, h, w)).contiguous(memory_format=_format(channels_last))
+
+
+def _setup_context(ctx, inputs, output):
+    (x,) = inputs
+    ctx.save_for_backward(output[1])
+    ctx.hw = tuple(x.shape[-2:])
+    ctx.channels_last = _channels_last(x)
+
+
+def _backward(ctx, gy, _gcode):
+    (code,) = ctx.saved_tensors
+    return _pool_backward(gy, code, ctx.hw[0], ctx.hw[1], ctx.channels_last)
+
+
+_pool_forward.register_autograd(_backward, setup_context=_setup_context)
+
+
+def fused_available(x: torch.Tensor) -> bool:
+    """Whether the model's pooling runs the kernels on ``x``: opted in (``DVSAPP_FUSED_POOL=1``),
+    the kernels loaded, and ``x`` a 4-D floating CUDA tensor (:func:`max_pool3x3s2` itself
+    also runs on CPU tensors under Triton's interpreter)."""
+    return _ENABLED and _kernels is not None and x.is_cuda and x.dim() == 4 and x.is_floating_point()
+
+
+def max_pool3x3s2(x: torch.Tensor) -> torch.Tensor:
+    """``F.max_pool2d(x, 3, stride=2, padding=1)`` of ``x [N, C, H, W]`` by the two kernels."""
+    return _pool_forward(x)[0]
+
+
+class MaxPool3x3s2(nn.MaxPool2d):
+    """``nn.MaxPool2d(3, stride=2, padding=1)`` that runs the fused kernels where :func:`fused_available`."""
+
+    def __init__(self) -> None:
+        super().__init__(kernel_size=3, stride=2, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if fused_available(x):
+            return max_pool3x3s2(x)
+        return super().forward(x)
+
+
+if torch.cuda.is_available():
+    load_kernels()
