@@ -12,9 +12,10 @@ import os
 import pytest
 import torch
 
-from dvsapp.core.model import build_model, fused_lif, preset
+from dvsapp.core.model import fused_lif
 from dvsapp.core.model.layers import LIFLayer
 from dvsapp.core.model.neurons import LIFBoxFeedForwardState
+from tests.kernel_models import event_frames, firing_model
 
 
 def _device():
@@ -84,16 +85,9 @@ def test_fused_lif_equals_the_norse_cell_forward_and_backward(dtype, v_th):
 
 def test_the_model_on_the_fused_path_equals_the_cell_path_and_splits_into_windows(monkeypatch):
     device, interpret = _device()
-    torch.manual_seed(3)
-    cfg = preset("tiny", input_hw=(16, 16), patch_size=4, embed_dim=16, heads=4, depth=1)
-    model = build_model(cfg).to(device)
-    with torch.no_grad():  # BN statistics that let spikes through
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d | torch.nn.BatchNorm1d):
-                m.weight.fill_(2.0)
-                m.bias.fill_(0.5)
+    cfg, model = firing_model(device, seed=3)
     model.eval()
-    frames = (torch.rand(6, 2, 2, 16, 16) < 0.2).float().mul(2).to(device)
+    frames = event_frames(6, 2, device)
     labels = torch.randint(0, cfg.num_classes, (6 * 2,)).to(device)
 
     def run(fused):
@@ -160,16 +154,9 @@ def test_compiled_channels_last_model_on_the_fused_path_equals_eager(monkeypatch
     # float32 convolutions on both sides (cuDNN's default TF32 rounds inputs to 10 bits; cuBLAS's
     # default is float32 already)
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
-    torch.manual_seed(5)
-    cfg = preset("tiny", input_hw=(16, 16), patch_size=4, embed_dim=16, heads=4, depth=1)
-    model = build_model(cfg).to(device)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d | torch.nn.BatchNorm1d):
-                m.weight.fill_(2.0)
-                m.bias.fill_(0.5)
+    cfg, model = firing_model(device, seed=5)
     model.to(memory_format=torch.channels_last).train()
-    frames = (torch.rand(4, 2, 2, 16, 16) < 0.2).float().mul(2).to(device)
+    frames = event_frames(4, 2, device)
     labels = torch.randint(0, cfg.num_classes, (8,)).to(device)
 
     def step(net):

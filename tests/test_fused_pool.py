@@ -14,7 +14,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dvsapp.core.model import build_model, fused_lif, fused_pool, preset
+from dvsapp.core.model import fused_lif, fused_pool
+from tests.kernel_models import event_frames, firing_model
 
 
 def _device():
@@ -106,17 +107,10 @@ def test_a_non_dense_input_and_gradient_are_taken_as_they_are():
 def test_the_model_pools_with_the_kernels_as_with_max_pool2d_eager_and_compiled(monkeypatch):
     device = _device()
     monkeypatch.setattr(fused_lif, "fused_available", lambda x, v, **_: False)  # the pooling alone
-    torch.manual_seed(4)
-    cfg = preset("tiny", input_hw=(16, 16), patch_size=4, embed_dim=16, heads=4, depth=1)
-    model = build_model(cfg).to(device)
+    cfg, model = firing_model(device, seed=4)
     assert sum(isinstance(m, fused_pool.MaxPool3x3s2) for m in model.modules()) == sum(cfg.pool_pattern) > 0
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d | torch.nn.BatchNorm1d):
-                m.weight.fill_(2.0)
-                m.bias.fill_(0.5)
     model.to(memory_format=torch.channels_last).train()
-    frames = (torch.rand(4, 2, 2, 16, 16) < 0.2).float().mul(2).to(device)
+    frames = event_frames(4, 2, device)
     labels = torch.randint(0, cfg.num_classes, (8,)).to(device)
 
     def step(net, fused):
