@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import time
+from typing import NamedTuple
 
 import torch
 import torch._inductor.config
@@ -70,118 +71,92 @@ def _profile(fn, n, device):
     return head + "\n" + table
 
 
-def bench_train(
-    cfg,
-    device,
-    *,
-    batch,
-    compiled,
-    bf16,
-    iters,
-    warmup,
-    mode=None,
-    profile=0,
-    state_dtype=torch.float32,
-    layout=torch.channels_last,
-):
-    model = build_model(cfg).to(device).to(memory_format=layout).train()
+class Case(NamedTuple):
+    kind: str  # "train" or "infer"
+    batch: int
+    compiled: bool
+    bf16: bool  # bf16 autocast
+    mode: str | None = None  # torch.compile mode
+    state_dtype: torch.dtype = torch.float32  # dtype of the carried state
+
+
+CASES = {
+    "train-eager-bf16": Case("train", 16, False, True),
+    "train-compiled-bf16": Case("train", 16, True, True),
+    "train-compiled-fp32": Case("train", 16, True, False),
+    "train-compiled-bf16-bf16state": Case("train", 16, True, True, state_dtype=torch.bfloat16),
+    "infer-eager-bf16-b32": Case("infer", 32, False, True),
+    "infer-compiled-bf16-b32": Case("infer", 32, True, True),
+    "infer-compiled-fp32-b32": Case("infer", 32, True, False),
+    "infer-eager-fp32-b1": Case("infer", 1, False, False),
+    "infer-compiled-fp32-b1": Case("infer", 1, True, False, mode="reduce-overhead"),
+}
+
+
+def _measure(fn, *, warmup, iters, profile, device):
+    """``fn`` run ``warmup`` times (compiles), then timed over ``iters`` calls, then profiled
+    over ``profile`` calls: ``(seconds per call, warm-up seconds, profile text or None)``."""
+    t0 = time.perf_counter()
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    warmup_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for _ in range(iters):
+        fn()
+    _sync(device)
+    dt = (time.perf_counter() - t0) / iters
+    return dt, warmup_s, (_profile(fn, profile, device) if profile else None)
+
+
+def _model(cfg, device, case, layout):
+    model = build_model(cfg).to(device).to(memory_format=layout)
+    return model, (torch.compile(model, mode=case.mode) if case.compiled else model)
+
+
+def bench_train(cfg, device, case, *, iters, warmup, profile=0, layout=torch.channels_last):
+    """Training steps (forward, backward, AdamW) from rest: ``(samples/s, ms per step, ...)``."""
+    model, net = _model(cfg, device, case, layout)
+    model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=device.startswith("cuda") or None)
-    net = torch.compile(model, mode=mode) if compiled else model
-    graphs = mode == "reduce-overhead"
-    x = _frames(cfg.timesteps, batch, cfg, device)
-    y = torch.randint(0, cfg.num_classes, (cfg.timesteps * batch,), device=device)
+    graphs = case.mode == "reduce-overhead"
+    x = _frames(cfg.timesteps, case.batch, cfg, device)
+    y = torch.randint(0, cfg.num_classes, (cfg.timesteps * case.batch,), device=device)
 
     def step():
         if graphs:
             torch.compiler.cudagraph_mark_step_begin()
-        state = model.initial_state(batch, device, state_dtype)
+        state = model.initial_state(case.batch, device, case.state_dtype)
         opt.zero_grad(set_to_none=True)
-        with _autocast(device, bf16):
+        with _autocast(device, case.bf16):
             logits, _ = net(x, state)
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y)
         loss.backward()
         opt.step()
 
-    t_compile = time.perf_counter()
-    for _ in range(warmup):
-        step()
-    _sync(device)
-    t_compile = time.perf_counter() - t_compile
-    t0 = time.perf_counter()
-    for _ in range(iters):
-        step()
-    _sync(device)
-    dt = (time.perf_counter() - t0) / iters
-    out = {"samples_per_s": batch / dt, "ms_per_step": 1e3 * dt, "warmup_s": t_compile}
-    if profile:
-        out["profile"] = _profile(step, profile, device)
-    return out
+    dt, warmup_s, prof = _measure(step, warmup=warmup, iters=iters, profile=profile, device=device)
+    return f"{case.batch / dt:.0f} samples/s", dt, warmup_s, prof
 
 
-def bench_infer(
-    cfg,
-    device,
-    *,
-    batch,
-    compiled,
-    bf16,
-    iters,
-    warmup,
-    mode=None,
-    profile=0,
-    state_dtype=torch.float32,
-    layout=torch.channels_last,
-):
-    model = build_model(cfg).to(device).to(memory_format=layout).eval()
-    net = torch.compile(model, mode=mode) if compiled else model
-    x = _frames(cfg.timesteps, batch, cfg, device)
-    state = model.initial_state(batch, device, state_dtype)
-    t_compile = time.perf_counter()
-    graphs = mode == "reduce-overhead"  # CUDA graphs: the carried state must outlive the next replay
+def bench_infer(cfg, device, case, *, iters, warmup, profile=0, layout=torch.channels_last):
+    """Consecutive windows with the state carried: ``(sample-timesteps/s, ms per window, ...)``."""
+    model, net = _model(cfg, device, case, layout)
+    model.eval()
+    x = _frames(cfg.timesteps, case.batch, cfg, device)
+    graphs = case.mode == "reduce-overhead"  # CUDA graphs: the carried state must outlive the next replay
+    box = [model.initial_state(case.batch, device, case.state_dtype)]
 
-    def window(state):
+    def window():
         if graphs:
             torch.compiler.cudagraph_mark_step_begin()
-        _, state = net(x, state)
-        return state.map(lambda t: t.to(state_dtype).clone()) if graphs else state.to(dtype=state_dtype)
+        _, state = net(x, box[0])
+        sd = case.state_dtype
+        box[0] = state.map(lambda t: t.to(sd).clone()) if graphs else state.to(dtype=sd)
 
-    with torch.inference_mode(), _autocast(device, bf16):
-        for _ in range(warmup):
-            state = window(state)
-        _sync(device)
-        t_compile = time.perf_counter() - t_compile
-        t0 = time.perf_counter()
-        for _ in range(iters):
-            state = window(state)
-        _sync(device)
-        dt = (time.perf_counter() - t0) / iters
-        out = {
-            "sample_timesteps_per_s": batch * cfg.timesteps / dt,
-            "ms_per_window": 1e3 * dt,
-            "warmup_s": t_compile,
-        }
-        if profile:
-            box = [state]
-
-            def one():
-                box[0] = window(box[0])
-
-            out["profile"] = _profile(one, profile, device)
-    return out
-
-
-CASES = {
-    # name: (kind, batch, compiled, bf16 autocast, compile mode, dtype of the carried state)
-    "train-eager-bf16": ("train", 16, False, True, None, torch.float32),
-    "train-compiled-bf16": ("train", 16, True, True, None, torch.float32),
-    "train-compiled-fp32": ("train", 16, True, False, None, torch.float32),
-    "train-compiled-bf16-bf16state": ("train", 16, True, True, None, torch.bfloat16),
-    "infer-eager-bf16-b32": ("infer", 32, False, True, None, torch.float32),
-    "infer-compiled-bf16-b32": ("infer", 32, True, True, None, torch.float32),
-    "infer-compiled-fp32-b32": ("infer", 32, True, False, None, torch.float32),
-    "infer-eager-fp32-b1": ("infer", 1, False, False, None, torch.float32),
-    "infer-compiled-fp32-b1": ("infer", 1, True, False, "reduce-overhead", torch.float32),
-}
+    with torch.inference_mode(), _autocast(device, case.bf16):
+        dt, warmup_s, prof = _measure(window, warmup=warmup, iters=iters, profile=profile, device=device)
+    unit = "timesteps/s" if case.batch == 1 else "sample-timesteps/s"
+    return f"{case.batch * cfg.timesteps / dt:.0f} {unit}", dt, warmup_s, prof
 
 
 def main(argv=None):
@@ -227,33 +202,24 @@ def main(argv=None):
     ]
     profiles = []
     for name in args.cases.split(","):
-        kind, batch, compiled, bf16, mode, state_dtype = CASES[name]
+        case = CASES[name]
+        bench = bench_train if case.kind == "train" else bench_infer
         try:
-            bench = bench_train if kind == "train" else bench_infer
-            r = bench(
+            fig, dt, warmup_s, prof = bench(
                 cfg,
                 args.device,
-                batch=batch,
-                compiled=compiled,
-                bf16=bf16,
+                case,
                 iters=args.iters,
                 warmup=args.warmup,
-                mode=mode,
                 profile=args.profile,
-                state_dtype=state_dtype,
                 layout=LAYOUT[args.layout],
             )
-            if kind == "train":
-                fig, ms = f"{r['samples_per_s']:.0f} samples/s", r["ms_per_step"]
-            else:
-                unit = "timesteps/s" if batch == 1 else "sample-timesteps/s"
-                fig, ms = f"{r['sample_timesteps_per_s']:.0f} {unit}", r["ms_per_window"]
-            lines.append(f"| {name} | {batch} | {fig} | {ms:.2f} | {r['warmup_s']:.1f} |")
-            if "profile" in r:
-                profiles.append(f"## {name}\n\n```\n{r['profile']}\n```\n")
+            lines.append(f"| {name} | {case.batch} | {fig} | {1e3 * dt:.2f} | {warmup_s:.1f} |")
+            if prof:
+                profiles.append(f"## {name}\n\n```\n{prof}\n```\n")
         except Exception as exc:  # a case that fails (e.g. a compile error) is reported, the rest still run
             lines.append(
-                f"| {name} | {batch} | failed: {type(exc).__name__}: {str(exc).splitlines()[0][:120]} | | |"
+                f"| {name} | {case.batch} | failed: {type(exc).__name__}: {str(exc).splitlines()[0][:120]} | | |"
             )
         print(lines[-1], flush=True)
         torch._dynamo.reset()

@@ -1,11 +1,29 @@
-"""A small model for the fused-kernel tests: the ``tiny`` network at 16x16, one block, with
-batch norms set so that every layer's neurons fire, and event frames to feed it."""
+"""What the fused-kernel tests share: where the kernels run, and a small model (the ``tiny``
+network at 16x16, one block, with batch norms set so that every layer's neurons fire) with
+event frames to feed it."""
 
 from __future__ import annotations
 
+import os
+
+import pytest
 import torch
 
 from dvsapp.core.model import build_model, preset
+
+
+def kernel_device(kernels) -> str:
+    """``"cuda"`` where a GPU runs ``kernels`` (``fused_lif`` or ``fused_pool``), ``"cpu"`` where
+    Triton's interpreter can run them; else the calling test is skipped."""
+    if torch.cuda.is_available() and kernels.load_kernels():
+        return "cuda"
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        pytest.skip("no CUDA device and no Triton for its interpreter")
+    if os.environ.get("TRITON_INTERPRET") != "1":
+        pytest.skip("Triton is installed but TRITON_INTERPRET=1 was not set before it was imported")
+    return "cpu"
 
 
 def firing_model(device, seed):

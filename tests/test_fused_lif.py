@@ -7,29 +7,20 @@ so these tests skip there).
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
 
 from dvsapp.core.model import fused_lif
 from dvsapp.core.model.layers import LIFLayer
 from dvsapp.core.model.neurons import LIFBoxFeedForwardState
-from tests.kernel_models import event_frames, firing_model
+from tests.kernel_models import event_frames, firing_model, kernel_device
 
 
 def _device():
-    if torch.cuda.is_available() and fused_lif.load_kernels():
-        return "cuda", False
-    try:
-        import triton  # noqa: F401
-    except ImportError:
-        pytest.skip("no CUDA device and no Triton for its interpreter")
-    if os.environ.get("TRITON_INTERPRET") != "1":
-        pytest.skip("Triton is installed but TRITON_INTERPRET=1 was not set before it was imported")
+    device = kernel_device(fused_lif)
     if not fused_lif.load_kernels():
         pytest.skip("the fused LIF is turned off (DVSAPP_FUSED_LIF=0)")
-    return "cpu", True
+    return device
 
 
 def _cell_steps(layer, x, v0):
@@ -45,7 +36,7 @@ def _cell_steps(layer, x, v0):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("v_th", [1.0, 0.5])
 def test_fused_lif_equals_the_norse_cell_forward_and_backward(dtype, v_th):
-    device, _ = _device()
+    device = _device()
     layer = LIFLayer("probe", (5, 7), v_th=v_th).to(device)
     g = torch.Generator().manual_seed(int(10 * v_th))
     # binary inputs land membranes exactly on the threshold (v = 0.5 * 0 + 0.5 * 2 = 1)
@@ -84,7 +75,7 @@ def test_fused_lif_equals_the_norse_cell_forward_and_backward(dtype, v_th):
 
 
 def test_the_model_on_the_fused_path_equals_the_cell_path_and_splits_into_windows(monkeypatch):
-    device, interpret = _device()
+    device = _device()
     cfg, model = firing_model(device, seed=3)
     model.eval()
     frames = event_frames(6, 2, device)
@@ -118,7 +109,7 @@ def test_the_model_on_the_fused_path_equals_the_cell_path_and_splits_into_window
 def test_channels_last_steps_run_in_place_and_match_the_contiguous_layout():
     """Steps laid out channels-last (what cuDNN's convolutions give) are not copied: spikes,
     membrane and gradients come back in that layout with the values of the contiguous run."""
-    device, _ = _device()
+    device = _device()
     layer = LIFLayer("probe", (6, 5, 4)).to(device)
     g = torch.Generator().manual_seed(7)
     t, b = 5, 3
@@ -149,7 +140,7 @@ def test_channels_last_steps_run_in_place_and_match_the_contiguous_layout():
 def test_compiled_channels_last_model_on_the_fused_path_equals_eager(monkeypatch):
     """What training on CUDA runs: channels-last weights, ``torch.compile``, the fused LIF as a
     custom op in the graph (its fake outputs laid out as the real ones), forward and backward."""
-    device, _ = _device()
+    device = _device()
     monkeypatch.setattr(fused_lif, "fused_available", lambda x, v, **_: v.dtype == torch.float32)
     # float32 convolutions on both sides (cuDNN's default TF32 rounds inputs to 10 bits; cuBLAS's
     # default is float32 already)

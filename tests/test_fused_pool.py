@@ -8,27 +8,18 @@ opts in by patching ``fused_available``.
 
 from __future__ import annotations
 
-import os
-
 import pytest
 import torch
 import torch.nn.functional as F
 
 from dvsapp.core.model import fused_lif, fused_pool
-from tests.kernel_models import event_frames, firing_model
+from tests.kernel_models import event_frames, firing_model, kernel_device
 
 
 def _device():
-    if torch.cuda.is_available() and fused_pool.load_kernels():
-        return "cuda"
-    try:
-        import triton  # noqa: F401
-    except ImportError:
-        pytest.skip("no CUDA device and no Triton for its interpreter")
-    if os.environ.get("TRITON_INTERPRET") != "1":
-        pytest.skip("Triton is installed but TRITON_INTERPRET=1 was not set before it was imported")
+    device = kernel_device(fused_pool)
     assert fused_pool.load_kernels()
-    return "cpu"
+    return device
 
 
 def _reference(x, gy):

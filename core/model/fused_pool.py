@@ -144,11 +144,9 @@ def _channels_last(x: torch.Tensor) -> bool:
 
 
 def _in_layout(x: torch.Tensor) -> tuple[torch.Tensor, bool]:
-    if x.is_contiguous():
-        return x, False
-    if x.is_contiguous(memory_format=torch.channels_last):
-        return x, True
-    return x.contiguous(), False
+    """``x`` as the kernels take it (itself, or a contiguous copy) and whether channels-last."""
+    cl = _channels_last(x)
+    return (x if cl or x.is_contiguous() else x.contiguous()), cl
 
 
 def _pooled_hw(h: int, w: int) -> tuple[int, int]:
