@@ -102,6 +102,8 @@ class StreamingClassifier:
     ----------
     model : torch.nn.Module
         ``model(frames [T, B, P, H, W], state, taps=None) -> (logits [T, B, C], state)``.
+        The frames are given in the dtype of its parameters (float32 as loaded; a model
+        cast with ``.double()`` runs in float64).
         When it has a ``config`` (:class:`~dvsapp.core.model.ModelConfig`), the input size,
         ``step_us`` and timesteps per window are read from it.
     class_names : sequence of str, optional
@@ -200,7 +202,8 @@ class StreamingClassifier:
     def _forward(self, frames: np.ndarray, taps):
         import torch
 
-        x = torch.from_numpy(np.ascontiguousarray(frames, dtype=np.float32)).to(self.device)
+        x = torch.from_numpy(np.ascontiguousarray(frames, dtype=np.float32))
+        x = x.to(self.device, dtype=self._model_dtype())
         if x.dim() != 4:
             raise ConfigError(f"window frames have shape {tuple(x.shape)}, expected [T, P, H, W]")
         with torch.inference_mode():
@@ -210,6 +213,15 @@ class StreamingClassifier:
                 logits, state = self.model(x.unsqueeze(1), self._state, taps=taps)
         self._state = state
         return logits[:, 0], taps
+
+    def _model_dtype(self):
+        """The dtype the frames go in: the model's (first floating parameter's), float32 for a model without one."""
+        import torch
+
+        for p in self.model.parameters():
+            if p.is_floating_point():
+                return p.dtype
+        return torch.float32
 
     def step(self, window: Window) -> Prediction:
         """Classify one window (the next on the stream) and keep the state.

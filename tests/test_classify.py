@@ -258,20 +258,23 @@ def test_bundled_model_on_bundled_recording_equals_offline(bundled_run):
     assert [p.class_id for p in preds] == ref.argmax(1).tolist()
 
 
-def test_bundled_predictions_equal_the_stored_run(bundled_run):
+def test_bundled_predictions_equal_the_stored_run():
     """Refactors change no prediction: the bundled recording gives the predictions stored in tests/data.
 
     The fixture belongs to one bundled model (its SHA-256 is stored); when the model
-    is replaced, re-record it with ``tests/record_bundled_predictions.py``.
+    is replaced, re-record it with ``tests/record_bundled_predictions.py``.  Both runs
+    are the pipeline with the model in float64: in float32 a few membranes sit within
+    one rounding step of the threshold, and which way they go depends on the CPU's
+    kernels, not on the code (see ``record_bundled_predictions``).
     """
-    from record_bundled_predictions import FIXTURE, model_digest
+    from record_bundled_predictions import DTYPE, FIXTURE, model_digest, run_stored
 
     stored = json.loads(FIXTURE.read_text(encoding="utf-8"))
-    assert stored["model_sha256"] == model_digest(), (
-        "the bundled model changed: re-record tests/data/bundled_predictions.json "
-        "(python tests/record_bundled_predictions.py)"
+    assert stored["model_sha256"] == model_digest() and stored.get("dtype") == DTYPE, (
+        "the bundled model changed, or the fixture predates the float64 run: re-record "
+        "tests/data/bundled_predictions.json (python tests/record_bundled_predictions.py)"
     )
-    preds, _ = bundled_run
+    preds = run_stored()
     want = stored["windows"]
     assert [p.t_us for p in preds] == [w["t"] for w in want]
     got = np.stack([p.probs for p in preds])
