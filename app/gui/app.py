@@ -8,6 +8,7 @@ Ctrl-C close the window the way its close button does, at any moment.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -125,7 +126,14 @@ class SigintCloser:
         if self._window is None:
             qt = sys.modules.get("PySide6.QtWidgets")
             if qt is None or qt.QApplication.instance() is None:
-                raise KeyboardInterrupt  # still importing: plain Python, stop right here
+                # still importing (torch, Qt) with nothing open or written yet: leave at once.
+                # Not by raising KeyboardInterrupt: one that lands inside a C extension's
+                # initialisation (shiboken's signature module) aborts the interpreter
+                # ("Fatal Python error") instead of unwinding.
+                for stream in (sys.stdout, sys.stderr):
+                    with contextlib.suppress(Exception):
+                        stream.flush()
+                os._exit(130)
             # building the window: this may run inside a call from Qt, where an exception would
             # be printed and dropped; the window is closed as soon as it is attached instead
             return
