@@ -178,12 +178,18 @@ def main(argv=None):
         "--no-stem-pad", action="store_true", help="run the first convolution on its 2 channels unpadded"
     )
     ap.add_argument(
+        "--stem-pad-to",
+        type=int,
+        default=StemConv.pad_to,
+        help="pad the first convolution's channels to a multiple of this",
+    )
+    ap.add_argument(
         "--freeze",
         action="store_true",
         help="inference compiles with Inductor's freezing (weights as constants, BN folded into the convolutions)",
     )
     args = ap.parse_args(argv)
-    StemConv.pad_on_cuda = not args.no_stem_pad
+    StemConv.pad_to = 1 if args.no_stem_pad else args.stem_pad_to
     torch._inductor.config.freezing = args.freeze  # applies to graphs compiled without grad only
     torch.backends.cudnn.benchmark = True
     torch.backends.cuda.matmul.allow_tf32 = True
@@ -192,7 +198,7 @@ def main(argv=None):
     lines = [
         f"{args.preset}: {cfg.n_tokens} tokens, T={cfg.timesteps}, D={cfg.embed_dim}, depth {cfg.depth}; "
         f"fused LIF {'on' if args.device.startswith('cuda') and fused_lif.load_kernels() else 'off'}; "
-        f"{args.layout}; stem {'unpadded' if args.no_stem_pad else 'padded to 8 channels'}; "
+        f"{args.layout}; stem {f'padded to a multiple of {StemConv.pad_to} channels' if StemConv.pad_to > 1 else 'unpadded'}; "
         f"inference {'frozen' if args.freeze else 'not frozen'}; "
         f"max pooling {'fused (DVSAPP_FUSED_POOL=1)' if fused_pool._ENABLED else 'nn.MaxPool2d'}; "
         f"device {torch.cuda.get_device_name() if args.device.startswith('cuda') else 'cpu'}, torch {torch.__version__}",

@@ -70,8 +70,10 @@ def _load():
     def lif_backward_kernel(
         gz_ptr, h_ptr, z_ptr, gvt_ptr, gx_ptr, gv0_ptr, n, steps,
         gain, v_th, alpha,
-        BLOCK: tl.constexpr,
+        EXACT_H: tl.constexpr, BLOCK: tl.constexpr,
     ):  # fmt: skip
+        # EXACT_H: the kept membranes are float32, the forward's own, so whether a neuron
+        # fired is h >= v_th again and the spikes need not be read (a quarter of the bytes)
         offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
         mask = offs < n
         gv = tl.load(gvt_ptr + offs, mask=mask, other=0.0).to(tl.float32)
@@ -79,7 +81,10 @@ def _load():
             t = steps - 1 - i
             h = tl.load(h_ptr + t * n + offs, mask=mask, other=0.0).to(tl.float32)
             gz = tl.load(gz_ptr + t * n + offs, mask=mask, other=0.0).to(tl.float32)
-            fired = tl.load(z_ptr + t * n + offs, mask=mask, other=0.0) != 0
+            if EXACT_H:
+                fired = h >= v_th
+            else:
+                fired = tl.load(z_ptr + t * n + offs, mask=mask, other=0.0) != 0
             s = tl.sigmoid(2.0 * alpha * (h - v_th))
             gh = gz * (4.0 * s * (1.0 - s)) + tl.where(fired, 0.0, gv)
             tl.store(gx_ptr + t * n + offs, (gain * gh).to(gx_ptr.dtype.element_ty), mask=mask)
@@ -214,7 +219,8 @@ def _lif_backward(
     gx = torch.empty_strided(h.shape, stride, device=h.device, dtype=x_dtype)
     gv0 = torch.empty_strided(gvt.shape, stride[1:], device=gvt.device, dtype=gvt.dtype)
     if n and steps:
-        bwd[_grid(n)](gz, h, z, gvt, gx, gv0, n, steps, gain, v_th, alpha, BLOCK=_BLOCK)
+        exact_h = h.dtype == torch.float32
+        bwd[_grid(n)](gz, h, z, gvt, gx, gv0, n, steps, gain, v_th, alpha, EXACT_H=exact_h, BLOCK=_BLOCK)
     else:
         gv0.copy_(gvt)
     return gx, gv0
@@ -257,7 +263,9 @@ def _out_dtypes(x: torch.Tensor, v0: torch.Tensor) -> tuple[torch.dtype, torch.d
     A half-precision input (autocast) gets both in its own dtype: 0 and 1 are exact in
     any float dtype and the next convolution casts to it anyway, so the spikes are
     written and read at half the bytes; the kept membrane only feeds the surrogate
-    (the reset in the backward is read from the spikes, so it is the forward's exactly).
+    (the reset in the backward is read from the spikes, so it is the forward's exactly;
+    with float32 membranes the backward tests ``h >= v_th`` again instead, as exact and a
+    quarter fewer bytes to read).
     """
     if x.dtype in _HALF:
         return x.dtype, x.dtype

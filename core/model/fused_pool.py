@@ -17,10 +17,15 @@ the windows it won. Both kernels work in the input's layout, contiguous or chann
 (what cuDNN's convolutions give); other layouts are made contiguous first. Tested against
 ``F.max_pool2d`` on CUDA and, with ``TRITON_INTERPRET=1``, on the CPU.
 
-**Opt-in, not yet measured on a GPU**: the model pools with it only when
-``DVSAPP_FUSED_POOL=1`` is in the environment at import (else ``nn.MaxPool2d`` runs, as
-Inductor compiles it). It becomes the default once a GPU run shows it faster
-(``DVSAPP_FUSED_POOL=1 python benchmarks/gpu_speed.py`` against the same without).
+Each program takes one row (an output row in the forward, an input row in the backward) and
+the shapes are compile-time constants, so the per-element index arithmetic is 32-bit
+multiplies and shifts and only a row's base offset is 64-bit. (A first version indexed one flat
+range with 64-bit division by run-time sizes: on an H100 its backward took 1.6 ms per call,
+compute-bound, and training was slower than with Inductor's pooling.)
+
+**Opt-in**: the model pools with it only when ``DVSAPP_FUSED_POOL=1`` is in the environment
+at import (else ``nn.MaxPool2d`` runs, as Inductor compiles it), until a GPU run shows it
+faster (``DVSAPP_FUSED_POOL=1 python benchmarks/gpu_speed.py`` against the same without).
 """
 
 from __future__ import annotations
@@ -43,78 +48,94 @@ def _load():
 
     @triton.jit
     def pool_forward_kernel(
-        x_ptr, y_ptr, code_ptr, total, C, H, W, OH, OW,
-        sxn, sxc, sxh, sxw,
+        x_ptr, y_ptr, code_ptr, sxn, sxc, sxh, sxw,
+        C: tl.constexpr, H: tl.constexpr, W: tl.constexpr, OH: tl.constexpr, OW: tl.constexpr,
         CL: tl.constexpr, BLOCK: tl.constexpr,
     ):  # fmt: skip
-        offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-        mask = offs < total
-        # logical (n, c, oh, ow) of the output's linear memory offsets
-        if CL:  # memory order n, h, w, c
-            c = offs % C
-            ow = (offs // C) % OW
-            oh = (offs // (C * OW)) % OH
-            n = offs // (C * OW * OH)
-        else:  # memory order n, c, h, w
-            ow = offs % OW
-            oh = (offs // OW) % OH
-            c = (offs // (OW * OH)) % C
-            n = offs // (OW * OH * C)
-        base = n * sxn + c * sxc
+        # One program: BLOCK outputs of one output row. Row r is (n, oh) channels-last, whose
+        # OW * C outputs run (ow, c), or (n, c, oh) contiguous, whose OW outputs run ow. The
+        # shapes are compile-time constants, so the index arithmetic is shifts and multiplies;
+        # only the row's base offset is 64-bit.
+        r = tl.program_id(0)
+        j = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+        oh = r % OH
+        if CL:
+            inner = OW * C
+            c = j % C
+            ow = j // C
+            base = (r // OH).to(tl.int64) * sxn
+            lane = c * sxc
+        else:  # contiguous: n * sxn + c * sxc == (n * C + c) * sxc
+            inner = OW
+            ow = j
+            base = (r // OH).to(tl.int64) * sxc
+            lane = j * 0
+        mask = j < inner
         best = tl.full((BLOCK,), float("-inf"), tl.float32)
         # nothing beats -inf: the first element inside the image wins, as in ATen
-        code = tl.where(oh == 0, 3, 0) + tl.where(ow == 0, 1, 0)
+        code = tl.where(ow == 0, 1, 0) + tl.where(oh == 0, 3, 0)
         for kh in tl.static_range(3):
             ih = oh * 2 - 1 + kh
-            row_ok = mask & (ih >= 0) & (ih < H)
+            # (a row test is a scalar: where() keeps the mask boolean under the interpreter too)
+            row_mask = tl.where((ih >= 0) & (ih < H), mask, False)
+            row = base + ih * sxh
             for kw in tl.static_range(3):
                 iw = ow * 2 - 1 + kw
-                ok = row_ok & (iw >= 0) & (iw < W)
-                v = tl.load(x_ptr + base + ih * sxh + iw * sxw, mask=ok, other=float("-inf")).to(tl.float32)
+                ok = row_mask & (iw >= 0) & (iw < W)
+                v = tl.load(x_ptr + row + (iw * sxw + lane), mask=ok, other=float("-inf")).to(tl.float32)
                 take = ok & ((v > best) | (v != v))
                 best = tl.where(take, v, best)
                 code = tl.where(take, kh * 3 + kw, code)
-        tl.store(y_ptr + offs, best.to(y_ptr.dtype.element_ty), mask=mask)
-        tl.store(code_ptr + offs, code.to(tl.int8), mask=mask)
+        out = r.to(tl.int64) * inner + j
+        tl.store(y_ptr + out, best.to(y_ptr.dtype.element_ty), mask=mask)
+        tl.store(code_ptr + out, code.to(tl.int8), mask=mask)
 
     @triton.jit
     def pool_backward_kernel(
-        gy_ptr, code_ptr, gx_ptr, total, C, H, W, OH, OW,
-        sgn, sgc, sgh, sgw, scn, scc, sch, scw,
+        gy_ptr, code_ptr, gx_ptr,
+        C: tl.constexpr, H: tl.constexpr, W: tl.constexpr, OH: tl.constexpr, OW: tl.constexpr,
         CL: tl.constexpr, BLOCK: tl.constexpr,
     ):  # fmt: skip
-        offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-        mask = offs < total
-        if CL:  # the input's memory order, as in the forward
-            c = offs % C
-            iw = (offs // C) % W
-            ih = (offs // (C * W)) % H
-            n = offs // (C * W * H)
+        # One program: BLOCK elements of one input row (n, ih) or (n, c, ih), as in the forward;
+        # gy and code are dense in the layout, so both are read at the same offsets. Element
+        # row ih sits at kernel row kh of output row oh when ih = 2 * oh - 1 + kh.
+        r = tl.program_id(0)
+        j = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+        ih = r % H
+        if CL:
+            inner = W * C
+            out_inner = OW * C
+            step = C
+            c = j % C
+            iw = j // C
         else:
-            iw = offs % W
-            ih = (offs // W) % H
-            c = (offs // (W * H)) % C
-            n = offs // (W * H * C)
+            inner = W
+            out_inner = OW
+            step = 1
+            c = j * 0
+            iw = j
+        mask = j < inner
         acc = tl.zeros((BLOCK,), tl.float32)
-        # element row ih sits at kernel row kh of output row oh when ih = 2 * oh - 1 + kh
         for kh in tl.static_range(3):
             num_h = ih + 1 - kh
             oh = num_h // 2
-            row_ok = mask & (num_h >= 0) & (num_h % 2 == 0) & (oh < OH)
+            row_mask = tl.where((num_h >= 0) & (num_h % 2 == 0) & (oh < OH), mask, False)
+            row = ((r // H) * OH + oh).to(tl.int64) * out_inner
             for kw in tl.static_range(3):
                 num_w = iw + 1 - kw
                 ow = num_w // 2
-                ok = row_ok & (num_w >= 0) & (num_w % 2 == 0) & (ow < OW)
-                won = tl.load(code_ptr + n * scn + c * scc + oh * sch + ow * scw, mask=ok, other=-1)
+                ok = row_mask & (num_w >= 0) & (num_w % 2 == 0) & (ow < OW)
+                at = row + (ow * step + c)
+                won = tl.load(code_ptr + at, mask=ok, other=-1)
                 hit = ok & (won == kh * 3 + kw)
-                g = tl.load(gy_ptr + n * sgn + c * sgc + oh * sgh + ow * sgw, mask=hit, other=0.0)
+                g = tl.load(gy_ptr + at, mask=hit, other=0.0)
                 acc += g.to(tl.float32)
-        tl.store(gx_ptr + offs, acc.to(gx_ptr.dtype.element_ty), mask=mask)
+        tl.store(gx_ptr + r.to(tl.int64) * inner + j, acc.to(gx_ptr.dtype.element_ty), mask=mask)
 
     return pool_forward_kernel, pool_backward_kernel
 
 
-_BLOCK = 512
+_BLOCK = 1024  # the most elements of one row a program takes
 _ENABLED = os.environ.get("DVSAPP_FUSED_POOL", "0") == "1"  # whether the model's pooling uses the kernels
 _kernels = None  # (forward, backward) once loaded
 
@@ -153,8 +174,10 @@ def _pooled_hw(h: int, w: int) -> tuple[int, int]:
     return (h + 1) // 2, (w + 1) // 2
 
 
-def _grid(total: int) -> tuple[int]:
-    return ((total + _BLOCK - 1) // _BLOCK,)
+def _launch(rows: int, inner: int) -> tuple[tuple[int, int], int]:
+    """Grid and block of a launch over ``rows`` rows of ``inner`` elements each."""
+    block = min(_BLOCK, 1 << max(inner - 1, 0).bit_length())
+    return (rows, (inner + block - 1) // block), block
 
 
 def _format(cl: bool) -> torch.memory_format:
@@ -169,9 +192,9 @@ def _pool_forward(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     oh, ow = _pooled_hw(h, w)
     y = torch.empty((nb, c, oh, ow), device=x.device, dtype=x.dtype, memory_format=_format(cl))
     code = torch.empty((nb, c, oh, ow), device=x.device, dtype=torch.int8, memory_format=_format(cl))
-    total = y.numel()
-    if total:
-        fwd[_grid(total)](x, y, code, total, c, h, w, oh, ow, *x.stride(), CL=cl, BLOCK=_BLOCK)
+    if y.numel():
+        grid, block = _launch(nb * oh if cl else nb * c * oh, ow * c if cl else ow)
+        fwd[grid](x, y, code, *x.stride(), C=c, H=h, W=w, OH=oh, OW=ow, CL=cl, BLOCK=block)
     return y, code
 
 
@@ -188,12 +211,12 @@ def _(x):
 def _pool_backward(gy: torch.Tensor, code: torch.Tensor, h: int, w: int, channels_last: bool) -> torch.Tensor:
     _, bwd = _triton()
     nb, c, oh, ow = code.shape
-    gx = torch.empty((nb, c, h, w), device=gy.device, dtype=gy.dtype, memory_format=_format(channels_last))
-    total = gx.numel()
-    if total:
-        bwd[_grid(total)](
-            gy, code, gx, total, c, h, w, oh, ow, *gy.stride(), *code.stride(), CL=channels_last, BLOCK=_BLOCK
-        )
+    fmt = _format(channels_last)
+    gy = gy.contiguous(memory_format=fmt)  # dense in the layout of code (as autograd mostly gives it)
+    gx = torch.empty((nb, c, h, w), device=gy.device, dtype=gy.dtype, memory_format=fmt)
+    if gx.numel():
+        grid, block = _launch(nb * h if channels_last else nb * c * h, w * c if channels_last else w)
+        bwd[grid](gy, code, gx, C=c, H=h, W=w, OH=oh, OW=ow, CL=channels_last, BLOCK=block)
     return gx
 
 

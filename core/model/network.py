@@ -94,16 +94,25 @@ class StemConv(nn.Conv2d):
     and counts are those of the plain ``nn.Conv2d``.
     """
 
-    pad_on_cuda = True  # class-wide switch (benchmarks/gpu_speed.py --no-stem-pad measures without)
+    # class-wide: the multiple the channels are padded to on CUDA, 1 for none
+    # (benchmarks/gpu_speed.py --stem-pad-to / --no-stem-pad measure the others)
+    pad_to = 8
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.is_cuda and self.in_channels % 8 and self.pad_on_cuda:
+        if x.is_cuda and self.in_channels % self.pad_to:
             return self.padded(x)
         return super().forward(x)
 
     def padded(self, x: torch.Tensor) -> torch.Tensor:
         """The padded computation, on any device (what runs on CUDA)."""
-        widen = (0, 0, 0, 0, 0, (-self.in_channels) % 8)  # F.pad's pairs run from the last dim: W, H, C
+        widen = (
+            0,
+            0,
+            0,
+            0,
+            0,
+            (-self.in_channels) % self.pad_to,
+        )  # F.pad's pairs run from the last dim: W, H, C
         return F.conv2d(F.pad(x, widen), F.pad(self.weight, widen), self.bias, self.stride, self.padding)
 
 
