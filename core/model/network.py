@@ -105,14 +105,8 @@ class StemConv(nn.Conv2d):
 
     def padded(self, x: torch.Tensor) -> torch.Tensor:
         """The padded computation, on any device (what runs on CUDA)."""
-        widen = (
-            0,
-            0,
-            0,
-            0,
-            0,
-            (-self.in_channels) % self.pad_to,
-        )  # F.pad's pairs run from the last dim: W, H, C
+        # F.pad's pairs run from the last dim: W, H, C
+        widen = (0, 0, 0, 0, 0, (-self.in_channels) % self.pad_to)
         return F.conv2d(F.pad(x, widen), F.pad(self.weight, widen), self.bias, self.stride, self.padding)
 
 
