@@ -7,6 +7,7 @@ and report the median wall time per timestep and the real-time factor
 
     OMP_NUM_THREADS=2 python benchmarks/bench_model.py                # all presets
     python benchmarks/bench_model.py --presets tiny --threads 2 --windows 20
+    python benchmarks/bench_model.py --checkpoint core/model/pretrained/tiny_synth.safetensors --threads 1 --windows 40
     python benchmarks/bench_model.py --energy-only --presets tiny     # energy per window
     python benchmarks/bench_model.py --energy-only --checkpoint core/model/pretrained/tiny_synth.safetensors
     python benchmarks/bench_model.py --energy-only --checkpoint core/model/pretrained/tiny_synth.safetensors \
@@ -31,9 +32,11 @@ import torch
 from dvsapp.core.model import ATTENTIONS, build_model, estimate_energy, preset
 
 
-def sparse_frames(cfg, batch: int = 1, density: float = 0.05, seed: int = 0) -> torch.Tensor:
+def sparse_frames(
+    cfg, batch: int = 1, density: float = 0.05, seed: int = 0, steps: int | None = None
+) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
-    shape = (cfg.timesteps, batch, cfg.in_channels, *cfg.input_hw)
+    shape = (steps or cfg.timesteps, batch, cfg.in_channels, *cfg.input_hw)
     return (torch.rand(shape, generator=g) < density).float()
 
 
@@ -159,6 +162,24 @@ def time_per_step_ms(model, frames: torch.Tensor, windows: int, warmup: int = 2)
     return statistics.median(wall) / steps * 1e3, statistics.median(cpu) / steps * 1e3
 
 
+def checkpoint_rows(args) -> None:
+    """Timing rows of a trained checkpoint (eval mode), one per window length."""
+    from dvsapp.core.model import load_checkpoint
+
+    model, _ = load_checkpoint(args.checkpoint)
+    model.eval()
+    cfg = model.config
+    for t in args.timesteps or [cfg.timesteps]:
+        frames = sparse_frames(cfg, steps=t)
+        windows = max(2, args.windows * cfg.timesteps // t)
+        ms, cpu_ms = time_per_step_ms(model, frames, windows)
+        print(
+            f"| {args.checkpoint.split('/')[-1]} (D={cfg.embed_dim}) | {cfg.attention} | {cfg.n_tokens} | {t} "
+            f"| {cfg.step_us / 1000:g} ms | {ms:.2f} | {cpu_ms:.2f} | {cfg.step_us / 1000 / ms:.1f} |",
+            flush=True,
+        )
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--presets", nargs="+", default=["tiny", "small", "sdt-2-256"])
@@ -173,7 +194,11 @@ def main(argv: list[str] | None = None) -> None:
         help="window lengths to time (default: each preset's)",
     )
     ap.add_argument("--energy-only", action="store_true", help="estimate energy per window instead of timing")
-    ap.add_argument("--checkpoint", default=None, help="energy of this checkpoint instead of fresh presets")
+    ap.add_argument(
+        "--checkpoint",
+        default=None,
+        help="time (or with --energy-only: energy of) this checkpoint instead of fresh presets",
+    )
     ap.add_argument(
         "--recording", default=None, help="with --checkpoint: energy per window over this recording's windows"
     )
@@ -194,6 +219,9 @@ def main(argv: list[str] | None = None) -> None:
     cols = "| preset | attention | tokens | T | step | wall ms / timestep | CPU ms / timestep | x real time (wall) |"
     print(cols)
     print("|" + "---|" * (cols.count("|") - 1))
+    if args.checkpoint:
+        checkpoint_rows(args)
+        return
     for name in args.presets:
         for attention in args.attention:
             for t in args.timesteps or [None]:
