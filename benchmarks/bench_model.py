@@ -162,6 +162,13 @@ def time_per_step_ms(model, frames: torch.Tensor, windows: int, warmup: int = 2)
     return statistics.median(wall) / steps * 1e3, statistics.median(cpu) / steps * 1e3
 
 
+def _timing_row(name: str, cfg, steps: int, ms: float, cpu_ms: float) -> str:
+    return (
+        f"| {name} | {cfg.attention} | {cfg.n_tokens} | {steps} | {cfg.step_us / 1000:g} ms "
+        f"| {ms:.2f} | {cpu_ms:.2f} | {cfg.step_us / 1000 / ms:.1f} |"
+    )
+
+
 def checkpoint_rows(args) -> None:
     """Timing rows of a trained checkpoint (eval mode), one per window length."""
     from dvsapp.core.model import load_checkpoint
@@ -174,8 +181,7 @@ def checkpoint_rows(args) -> None:
         windows = max(2, args.windows * cfg.timesteps // t)
         ms, cpu_ms = time_per_step_ms(model, frames, windows)
         print(
-            f"| {args.checkpoint.split('/')[-1]} (D={cfg.embed_dim}) | {cfg.attention} | {cfg.n_tokens} | {t} "
-            f"| {cfg.step_us / 1000:g} ms | {ms:.2f} | {cpu_ms:.2f} | {cfg.step_us / 1000 / ms:.1f} |",
+            _timing_row(f"{args.checkpoint.split('/')[-1]} (D={cfg.embed_dim})", cfg, t, ms, cpu_ms),
             flush=True,
         )
 
@@ -232,11 +238,7 @@ def main(argv: list[str] | None = None) -> None:
                 windows = args.windows if name == "tiny" else max(2, args.windows // 4)
                 windows = max(2, windows * preset(name).timesteps // cfg.timesteps)
                 ms, cpu_ms = time_per_step_ms(model, frames, windows)
-                row = (
-                    f"| {name} | {attention} | {cfg.n_tokens} | {cfg.timesteps} | {cfg.step_us / 1000:g} ms "
-                    f"| {ms:.2f} | {cpu_ms:.2f} | {cfg.step_us / 1000 / ms:.1f} |"
-                )
-                print(row, flush=True)
+                print(_timing_row(name, cfg, cfg.timesteps, ms, cpu_ms), flush=True)
 
 
 if __name__ == "__main__":

@@ -69,7 +69,7 @@ def _load():
             inner = OW
             ow = j
             base = (r // OH).to(tl.int64) * sxc
-            lane = j * 0
+            lane = 0
         mask = j < inner
         best = tl.full((BLOCK,), float("-inf"), tl.float32)
         # nothing beats -inf: the first element inside the image wins, as in ATen
@@ -112,7 +112,7 @@ def _load():
             inner = W
             out_inner = OW
             step = 1
-            c = j * 0
+            c = 0
             iw = j
         mask = j < inner
         acc = tl.zeros((BLOCK,), tl.float32)
