@@ -115,18 +115,28 @@ class LIFLayer(nn.Module):
         """:func:`dvsapp.core.model.neurons.sdt_lif_step` over time, for the forward pass only.
 
         Same arithmetic in the same order for the membrane (``v + dt*tau_mem_inv *
-        (x + v_leak - v)``); ``v >= v_th`` equals the cell's ``1 - H(v_th - v)``
-        (a rounded difference is zero only for equal operands and keeps its sign);
-        the hard reset ``(1 - z) v + z v_reset`` is a select.  No surrogate, no
-        autograd bookkeeping: only for gradient-free calls.
+        (x + v_leak - v)``, each product and sum rounded as the cell rounds it; a zero
+        ``v_leak`` is left out, which can change only the sign of a zero); ``v >= v_th``
+        equals the cell's ``1 - H(v_th - v)`` (a rounded difference is zero only for
+        equal operands and keeps its sign); the hard reset ``(1 - z) v + z v_reset`` is
+        ``v - v z (+ v_reset z)``, exact for ``z`` in {0, 1}.  The membrane is updated in
+        place in one copy of the state and the spikes are written straight into the
+        output: five tensor operations a step, no surrogate, no autograd bookkeeping
+        (only for gradient-free calls).
         """
-        p, dt = self.cell.p, self.cell.dt
-        gain = dt * p.tau_mem_inv
-        v = state.v
-        out = torch.empty_like(x)
+        c = self._fused  # the cell's constants as Python numbers (gain rounded as the cell's)
+        dtype = torch.promote_types(x.dtype, state.v.dtype)
+        v = state.v.to(dtype).expand(x.shape[1:]).clone()
+        drive = torch.empty_like(v)
+        out = torch.empty_like(x, dtype=dtype)
         for t in range(x.shape[0]):
-            v = v + gain * (x[t] + p.v_leak - v)
-            z = torch.ge(v, p.v_th)
-            out[t] = z
-            v = torch.where(z, p.v_reset, v)
+            if c["v_leak"] == 0.0:
+                torch.sub(x[t], v, out=drive)
+            else:
+                torch.add(x[t], c["v_leak"], out=drive).sub_(v)
+            v.add_(drive.mul_(c["gain"]))
+            z = torch.ge(v, c["v_th"], out=out[t])
+            v.addcmul_(v, z, value=-1)
+            if c["v_reset"] != 0.0:
+                v.add_(z, alpha=c["v_reset"])
         return out, LIFBoxFeedForwardState(v=v)
