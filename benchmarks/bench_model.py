@@ -169,21 +169,43 @@ def _timing_row(name: str, cfg, steps: int, ms: float, cpu_ms: float) -> str:
     )
 
 
+def interleaved_ms(models: dict, frames: torch.Tensor, windows: int, rounds: int = 4) -> dict:
+    """:func:`time_per_step_ms` of several models in alternating rounds: the median of each.
+
+    On a shared machine the speed drifts over seconds; alternating the models puts
+    them under the same drift, so their ratio holds even when the absolute figures move.
+    """
+    walls: dict = {name: [] for name in models}
+    cpus: dict = {name: [] for name in models}
+    per_round = max(2, windows // rounds)
+    for _ in range(rounds):
+        for name, model in models.items():
+            ms, cpu_ms = time_per_step_ms(model, frames, per_round)
+            walls[name].append(ms)
+            cpus[name].append(cpu_ms)
+    return {name: (statistics.median(walls[name]), statistics.median(cpus[name])) for name in models}
+
+
 def checkpoint_rows(args) -> None:
-    """Timing rows of a trained checkpoint (eval mode), one per window length."""
+    """Timing rows of a trained checkpoint (eval mode), one per window length and runner.
+
+    ``inference twin`` is what ``dvsapp classify`` and the GUI run on a CPU
+    (:func:`dvsapp.core.model.inference.inference_twin`); ``model`` is the checkpoint's
+    own module (batch norms, 1x1 convolutions), as training and evaluation run it.
+    """
     from dvsapp.core.model import load_checkpoint
+    from dvsapp.core.model.inference import inference_twin
 
     model, _ = load_checkpoint(args.checkpoint)
     model.eval()
     cfg = model.config
+    runners = {"inference twin": inference_twin(model), "model": model}
     for t in args.timesteps or [cfg.timesteps]:
         frames = sparse_frames(cfg, steps=t)
         windows = max(2, args.windows * cfg.timesteps // t)
-        ms, cpu_ms = time_per_step_ms(model, frames, windows)
-        print(
-            _timing_row(f"{args.checkpoint.split('/')[-1]} (D={cfg.embed_dim})", cfg, t, ms, cpu_ms),
-            flush=True,
-        )
+        for runner, (ms, cpu_ms) in interleaved_ms(runners, frames, windows).items():
+            name = f"{args.checkpoint.split('/')[-1]} (D={cfg.embed_dim}), {runner}"
+            print(_timing_row(name, cfg, t, ms, cpu_ms), flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:

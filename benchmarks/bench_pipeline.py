@@ -39,9 +39,12 @@ def rss_mb() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def bench_replay(path: Path, repeats: int, steps: int | None = None, batch: int = 8) -> list[dict]:
+def bench_replay(
+    path: Path, repeats: int, steps: int | None = None, batch: int = 8, twin: bool = True
+) -> list[dict]:
     """``repeats`` file replays; ``steps`` timesteps per window (default the model's), at most
-    ``batch`` queued windows per model call."""
+    ``batch`` queued windows per model call; ``twin``: the classifier runs the model's
+    inference twin (the default) or the model's own modules."""
     from dvsapp.core.classify import load_classifier
     from dvsapp.core.pipeline import Pipeline, StatsSink, run_pipeline
     from dvsapp.core.sources import open_source
@@ -49,6 +52,7 @@ def bench_replay(path: Path, repeats: int, steps: int | None = None, batch: int 
     rows = []
     for _ in range(repeats):
         clf = load_classifier(None)
+        clf.inference_twin = twin
         stats = StatsSink(clf.class_names)
         src = open_source(f"file:{path}?speed=0")
         t0 = time.perf_counter()
@@ -173,6 +177,13 @@ def main() -> None:
     parser.add_argument(
         "--batch", type=int, nargs="+", default=[8], help="replay: most queued windows per model call"
     )
+    parser.add_argument(
+        "--runner",
+        nargs="+",
+        choices=["twin", "model"],
+        default=["twin"],
+        help="replay: the model's inference twin (what classify runs) and/or its own modules",
+    )
     args = parser.parse_args()
 
     import torch
@@ -186,16 +197,17 @@ def main() -> None:
     )
     if "replay" not in skip:
         # one replay per setting in turn, repeated, so every setting sees the same load
-        settings = [(st, b) for st in args.steps for b in args.batch]
-        results: dict[tuple[int, int], list[dict]] = {k: [] for k in settings}
+        settings = [(st, b, r) for st in args.steps for b in args.batch for r in args.runner]
+        results: dict[tuple[int, int, str], list[dict]] = {k: [] for k in settings}
         for _ in range(args.repeats):
-            for st, b in settings:
-                results[(st, b)] += bench_replay(Path(args.file), 1, st or None, b)
-        for (st, b), rows in results.items():
+            for st, b, r in settings:
+                results[(st, b, r)] += bench_replay(Path(args.file), 1, st or None, b, twin=r == "twin")
+        for (st, b, r), rows in results.items():
             best = max(rows, key=lambda r: r["rtf"])
             print(
                 f"\nreplay speed=0 of {Path(args.file).name} ({best['span_s']:.1f} s, {best['events']} events), "
-                f"steps per window {st or 'as trained'}, at most {b} windows per model call:"
+                f"steps per window {st or 'as trained'}, at most {b} windows per model call, "
+                f"runner: {'inference twin' if r == 'twin' else 'model'}:"
             )
             for r in rows:
                 print(

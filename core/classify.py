@@ -124,6 +124,10 @@ class StreamingClassifier:
         The model's input ``(W, H, P)`` when there is neither a recipe nor a config.
     step_us, steps_per_window : int, optional
         Binning the model expects, likewise.
+    inference_twin : bool
+        On the CPU, run a spiking transformer through its inference twin (batch norms
+        folded, token projections as matrix products; see :attr:`runner`).  False runs
+        the model's own modules.
 
     Attributes
     ----------
@@ -144,6 +148,7 @@ class StreamingClassifier:
         input_size: SensorSize | None = None,
         step_us: int | None = None,
         steps_per_window: int | None = None,
+        inference_twin: bool = True,
     ) -> None:
         import torch
 
@@ -174,6 +179,8 @@ class StreamingClassifier:
         self._state = None
         self._probs: np.ndarray | None = None
         self.n_windows = 0
+        self._twins = None
+        self.inference_twin = bool(inference_twin)
 
     @property
     def window_us(self) -> int:
@@ -206,13 +213,35 @@ class StreamingClassifier:
         x = x.to(self.device, dtype=self._model_dtype())
         if x.dim() != 4:
             raise ConfigError(f"window frames have shape {tuple(x.shape)}, expected [T, P, H, W]")
+        model = self.runner
         with torch.inference_mode():
             if taps is None:
-                logits, state = self.model(x.unsqueeze(1), self._state)
+                logits, state = model(x.unsqueeze(1), self._state)
             else:
-                logits, state = self.model(x.unsqueeze(1), self._state, taps=taps)
+                logits, state = model(x.unsqueeze(1), self._state, taps=taps)
         self._state = state
         return logits[:, 0], taps
+
+    @property
+    def runner(self):
+        """What runs the windows: on the CPU a spiking transformer's inference twin, else the model.
+
+        The twin (:func:`dvsapp.core.model.inference.inference_twin`: batch norms folded,
+        token projections as matrix products) is rebuilt whenever the model's tensors
+        change, so a cast, a move or new weights take effect on the next window.
+        """
+        from dvsapp.core.model import SpikingTransformer
+        from dvsapp.core.model.inference import TwinCache
+
+        if (
+            not self.inference_twin
+            or self.device.type != "cpu"
+            or not isinstance(self.model, SpikingTransformer)
+        ):
+            return self.model
+        if self._twins is None:
+            self._twins = TwinCache()
+        return self._twins.get(self.model)
 
     def _model_dtype(self):
         """The dtype the frames go in: the model's (first floating parameter's), float32 for a model without one."""

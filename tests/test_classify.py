@@ -249,8 +249,8 @@ def test_bundled_model_on_bundled_recording_equals_offline(bundled_run):
         start_time_us=preds[0].t_start_us,
         end_time_us=preds[-1].t_us,
     )
-    with torch.inference_mode():
-        logits, _ = clf.model(torch.from_numpy(frames).unsqueeze(1))
+    with torch.inference_mode():  # the module the classifier runs (on the CPU: the model's inference twin)
+        logits, _ = clf.runner(torch.from_numpy(frames).unsqueeze(1))
     t = clf.steps_per_window
     ref = torch.softmax(logits[t - 1 :: t, 0], -1).numpy()
     assert len(preds) == len(ref) == summary["windows"] > 100  # 20 s in windows of 160 ms

@@ -87,6 +87,10 @@ class SpikingAttention(nn.Module):
         self.q = _conv_bn(d)
         self.k = _conv_bn(d)
         self.v = _conv_bn(d)
+        # Q, K and V stacked in one projection and one neuron population: set by
+        # dvsapp.core.model.inference (then q, k, v are None)
+        self.qkv: nn.Module | None = None
+        self.qkv_lif: nn.Module | None = None
         self.q_lif = self.lif("q", (d, n), cfg.v_th)
         self.k_lif = self.lif("k", (d, n), cfg.v_th)
         self.v_lif = self.lif("v", (d, n), cfg.v_th)
@@ -107,9 +111,12 @@ class SpikingAttention(nn.Module):
     def forward(self, x: torch.Tensor, run: Run) -> torch.Tensor:
         t, b, d, n = x.shape
         s = self.shortcut_lif(x, run).flatten(0, 1)  # [T*B, D, N]
-        q = self.q_lif(self.q(s).reshape(t, b, d, n), run)
-        k = self.k_lif(self.k(s).reshape(t, b, d, n), run)
-        v = self.v_lif(self.v(s).reshape(t, b, d, n), run)
+        if self.qkv is None:
+            q = self.q_lif(self.q(s).reshape(t, b, d, n), run)
+            k = self.k_lif(self.k(s).reshape(t, b, d, n), run)
+            v = self.v_lif(self.v(s).reshape(t, b, d, n), run)
+        else:  # the inference twin: one product for the three
+            q, k, v = self.qkv_lif(self.qkv(s).reshape(t, b, 3 * d, n), run).split(d, dim=2)
         del s  # keep the peak low: the spikes are no longer needed
         out = self.mix(q, k, v, run)
         taps = run.taps
