@@ -456,11 +456,12 @@ def test_cuda_matches_cpu_and_state_moves(variant):
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("v_th", [1.0, 0.5])
-def test_inference_steps_equal_the_norse_cell_bit_for_bit(dtype, v_th):
+@pytest.mark.parametrize("tau_mem_inv", [500.0, 300.0])  # gain 0.5 (products exact) and 0.3
+def test_inference_steps_equal_the_norse_cell_bit_for_bit(dtype, v_th, tau_mem_inv):
     """The gradient-free path of LIFLayer gives exactly the Norse cell's spikes and membranes."""
     from dvsapp.core.model.layers import LIFLayer
 
-    layer = LIFLayer("probe", (7, 9), v_th=v_th)
+    layer = LIFLayer("probe", (7, 9), v_th=v_th, tau_mem_inv=tau_mem_inv)
     layer.slot = 0
     g = torch.Generator().manual_seed(int(v_th * 10))
     # a mix of binary inputs (membranes landing exactly on the threshold) and real values

@@ -11,9 +11,11 @@ copy of the model (its own parameters; the original is untouched) with:
   the running statistics of eval mode);
 - the 1x1 token projections (Q, K, V, the attention's output projection, the MLP) as
   :class:`Pointwise` matrix products, and Q, K and V as one product of their stacked
-  weights;
+  weights whose three neuron populations step as one (:class:`StackedLIF`);
 - the 3x3 stride-2 max pooling as :class:`SpikeMaxPool`, a separable maximum over
-  strided views of the rows then the columns, without the indices ``max_pool2d`` computes.
+  strided views of the rows then the columns, without the indices ``max_pool2d`` computes;
+- the patch-splitting convolutions' weights channels-last (so their outputs, the
+  membranes and the pooling are too, up to the tokens).
 
 The neurons, their state (slots, shapes, names), the head, the integrator and the taps
 are the model's own, so the twin takes and returns the same :class:`ModelState` and
@@ -38,7 +40,7 @@ from dvsapp.core.model.layers import LIFLayer, Run
 from dvsapp.core.model.network import SpikingTransformer
 from dvsapp.core.model.neurons import LIFBoxFeedForwardState
 
-__all__ = ["Pointwise", "SpikeMaxPool", "TwinCache", "inference_twin"]
+__all__ = ["Pointwise", "SpikeMaxPool", "StackedLIF", "TwinCache", "inference_twin"]
 
 
 class Pointwise(nn.Module):
@@ -75,7 +77,7 @@ def _max3s2(x: torch.Tensor, dim: int) -> torch.Tensor:
 
 
 class SpikeMaxPool(nn.Module):
-    """``max_pool2d(x, 3, stride=2, padding=1)`` for ``x >= 0`` (spikes) as a separable maximum.
+    """``max_pool2d(x, 3, stride=2, padding=1)`` as a separable maximum over strided views.
 
     Padding only drops window elements, so each output is the maximum of the rows
     ``2i-1, 2i, 2i+1`` that exist, then likewise over the columns: four or five
@@ -167,6 +169,11 @@ def inference_twin(model: SpikingTransformer) -> SpikingTransformer:
             stage.pool = SpikeMaxPool()
     _fold_conv2d(sps.rpe_conv, sps.rpe_bn)
     sps.rpe_bn = nn.Identity()
+    # channels-last weights: oneDNN's direct convolution in NHWC, 2-4% of a window faster on a
+    # 2-core AVX2 machine; the outputs, membranes (initial_state follows the stem's weight) and
+    # pooling then stay channels-last up to the tokens
+    for conv in [stage.conv for stage in sps.stages] + [sps.rpe_conv]:
+        conv.weight.data = conv.weight.data.contiguous(memory_format=torch.channels_last)
     for block in twin.blocks:
         attn = block.attn
         if isinstance(attn, SpikingAttention):

@@ -74,6 +74,7 @@ class LIFLayer(nn.Module):
             v_reset=float(p.v_reset),
             alpha=float(p.alpha),
         )
+        self._constants: dict = {}  # (dtype, device) -> the gradient-free steps' constants
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}, feature_shape={self.feature_shape}, slot={self.slot}"
@@ -109,6 +110,27 @@ class LIFLayer(nn.Module):
             run.taps.record_rate(self.name, out)
         return out
 
+    def _step_constants(self, dtype: torch.dtype, device: torch.device) -> tuple:
+        """``(gain, v_th)`` for :meth:`_inference_steps`, as 0-dim tensors.
+
+        For float32 and float64 membranes, tensors of that dtype holding the cell's float32
+        values (exact in both; a Python number would be wrapped and converted on every
+        call); for other dtypes the cell's own float32 tensors, which the arithmetic then
+        casts exactly as in the cell.
+        """
+        key = (dtype, device)
+        got = self._constants.get(key)
+        if got is None:
+            with torch.inference_mode(False):
+                if dtype in (torch.float32, torch.float64):
+                    c = self._fused
+                    got = tuple(torch.tensor(c[k], dtype=dtype, device=device) for k in ("gain", "v_th"))
+                else:
+                    p = self.cell.p
+                    got = ((self.cell.dt * p.tau_mem_inv).to(device), p.v_th.to(device))
+            self._constants[key] = got
+        return got
+
     def _inference_steps(
         self, x: torch.Tensor, state: LIFBoxFeedForwardState
     ) -> tuple[torch.Tensor, LIFBoxFeedForwardState]:
@@ -121,11 +143,13 @@ class LIFLayer(nn.Module):
         equal operands and keeps its sign); the hard reset ``(1 - z) v + z v_reset`` is
         ``v - v z (+ v_reset z)``, exact for ``z`` in {0, 1}.  The membrane is updated in
         place in one copy of the state and the spikes are written straight into the
-        output: five tensor operations a step, no surrogate, no autograd bookkeeping
-        (only for gradient-free calls).
+        output: five tensor operations a step, no surrogate, no autograd bookkeeping (only
+        for gradient-free calls).
         """
         c = self._fused  # the cell's constants as Python numbers (gain rounded as the cell's)
         dtype = torch.promote_types(x.dtype, state.v.dtype)
+        gain, v_th = self._step_constants(dtype, x.device)
+        fast_dtype = dtype in (torch.float32, torch.float64)
         v = state.v.to(dtype).expand(x.shape[1:]).clone()
         drive = torch.empty_like(v)
         out = torch.empty_like(x, dtype=dtype)
@@ -134,8 +158,11 @@ class LIFLayer(nn.Module):
                 torch.sub(x[t], v, out=drive)
             else:
                 torch.add(x[t], c["v_leak"], out=drive).sub_(v)
-            v.add_(drive.mul_(c["gain"]))
-            z = torch.ge(v, c["v_th"], out=out[t])
+            if fast_dtype:
+                v.add_(drive.mul_(gain))
+            else:  # half precision: the cell's own out-of-place ops (in place, a float32 scalar rounds otherwise)
+                v = v + gain * drive
+            z = torch.ge(v, v_th, out=out[t])
             v.addcmul_(v, z, value=-1)
             if c["v_reset"] != 0.0:
                 v.add_(z, alpha=c["v_reset"])
