@@ -374,3 +374,17 @@ def test_classify_refuses_to_overwrite_out(tmp_path):
     out.write_text("mine")
     run = _cli(str(RECORDINGS / "gestures.aedat4"), "--out", str(out))
     assert run.returncode == 2 and "--force" in run.stderr and out.read_text() == "mine"
+
+
+def test_classify_threads_reach_the_model_thread():
+    """``--threads N`` sets torch's threads where the model runs; the summary says what was in force."""
+    summaries = {}
+    for threads in ("1", "2"):
+        r = _cli("--sample", "--json", "--threads", threads, "--seconds", "2")
+        assert r.returncode == 0, r.stderr
+        rows = [json.loads(ln)["summary"] for ln in r.stderr.splitlines() if ln.startswith('{"summary"')]
+        summaries[threads] = rows[0]
+    assert summaries["1"]["torch_threads"] == 1
+    assert summaries["2"]["torch_threads"] == 2 and summaries["2"]["windows"] > 0
+    bad = _cli("--sample", "--threads", "0")
+    assert bad.returncode == 2 and "--threads" in bad.stderr

@@ -102,6 +102,15 @@ def classify(
         float, typer.Option(help="Extra smoothing of probabilities across windows, in [0, 1).")
     ] = 0.0,
     device: Annotated[str, typer.Option(help="Torch device.")] = "cpu",
+    threads: Annotated[
+        int,
+        typer.Option(
+            "--threads",
+            min=1,
+            help="Torch threads of a model on the CPU. 1 leaves the other cores to decoding and "
+            "binning (best on a busy machine); 2 replayed a file 1.3x faster on an idle 2-core one.",
+        ),
+    ] = 1,
 ) -> None:
     """Classify a recording or a live stream; one line per prediction, a summary at the end."""
     from rich.console import Console
@@ -138,6 +147,7 @@ def classify(
         device=device,
         smoothing=smoothing,
         on_status=on_status,
+        torch_threads=threads,
     )
     if json_lines:
         print(json.dumps({"summary": report.as_dict()}), file=sys.stderr, flush=True)

@@ -363,6 +363,8 @@ class Pipeline:
         self.on_status = on_status
         self.on_packet = on_packet
         self.torch_threads = torch_threads
+        # torch threads in force on the model thread (a model on the CPU), once it has started
+        self.model_threads: int | None = None
         self.max_batch_windows = max(1, int(max_batch_windows))
         self._commands: queue.SimpleQueue[Callable[[], Any]] = queue.SimpleQueue()
         self._make_stream()  # fails now on a recipe the sensor cannot take
@@ -548,11 +550,12 @@ class Pipeline:
 
     def _init_model_thread(self) -> None:
         device = getattr(self.classifier, "device", None)
-        if self.torch_threads and getattr(device, "type", None) == "cpu":
+        if getattr(device, "type", None) == "cpu":
             import torch
 
-            if torch.get_num_threads() != self.torch_threads:
+            if self.torch_threads and torch.get_num_threads() != self.torch_threads:
                 torch.set_num_threads(int(self.torch_threads))
+            self.model_threads = torch.get_num_threads()
 
     def _before_step(self, item: _Item) -> None:
         """On the model thread, before ``item``'s window: queued commands, then a reset where the stream restarts."""

@@ -163,6 +163,7 @@ def classify_source(
     smoothing: float = 0.0,
     on_status: Callable[[str], None] | None = None,
     handle_signals: bool = True,
+    torch_threads: int | None = 1,
 ) -> ClassifyReport:
     """Classify a stream end to end: what ``dvsapp classify`` runs.
 
@@ -184,6 +185,9 @@ def classify_source(
         Replay speed for file sources (overrides the URI's ``speed``).
     seconds : float, optional
         Stop after this much wall time.
+    torch_threads : int or None
+        Torch threads of a model on the CPU (:class:`Pipeline`'s ``torch_threads``; the
+        summary's ``torch_threads`` is what was in force on the model thread).
 
     Returns
     -------
@@ -232,6 +236,7 @@ def classify_source(
             sinks=all_sinks,
             steps_per_window=steps,
             on_status=on_status,
+            torch_threads=torch_threads,
         )
     except BaseException:
         src.close()
@@ -251,6 +256,7 @@ def classify_source(
         "time_jumps": metrics.time_jumps,
         "elapsed_s": round(metrics.elapsed_s, 3),
         "realtime_factor": None if metrics.realtime_factor is None else round(metrics.realtime_factor, 3),
+        "torch_threads": pipeline.model_threads,
     }
     summary.update(stats.summary())
     return ClassifyReport(summary, metrics)
