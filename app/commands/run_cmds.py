@@ -56,6 +56,7 @@ def _print_summary(summary: dict, console) -> None:
         "latency_p99_ms",
         "model_ms_mean",
         "realtime_factor",
+        "torch_threads",
     ):
         value = summary.get(key)
         if key == "accuracy" and value is not None:
