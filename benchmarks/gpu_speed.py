@@ -12,7 +12,7 @@ density of real DVS Gesture frames (about 5% of pixels active).
 
     python benchmarks/gpu_speed.py --out speed.md        # on the GPU machine
     python benchmarks/gpu_speed.py --device cpu --preset tiny --iters 2 --cases train-eager   # smoke
-    DVSAPP_FUSED_POOL=1 python benchmarks/gpu_speed.py ...   # with the fused max pooling (opt-in)
+    DVSAPP_FUSED_POOL=0 python benchmarks/gpu_speed.py ...   # with Inductor's max pooling instead of the fused one
 
 Timings, not tests. Prints a Markdown table (and writes it to ``--out``).
 """
@@ -58,7 +58,7 @@ def _profile(fn, n, device):
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.startswith("cuda") else [])
     _sync(device)
     t0 = time.perf_counter()
-    with profile(activities=acts) as prof:
+    with profile(activities=acts, record_shapes=True) as prof:
         for _ in range(n):
             fn()
         _sync(device)
@@ -68,7 +68,16 @@ def _profile(fn, n, device):
     busy = sum(getattr(e, key, 0.0) for e in ev if e.device_type.name in ("CUDA", "PrivateUse1")) / 1e6
     table = ev.table(sort_by=key, row_limit=30, max_name_column_width=90)
     head = f"{n} calls: wall {1e3 * wall / n:.2f} ms, GPU kernels {1e3 * busy / n:.2f} ms per call"
-    return head + "\n" + table
+    # the copies outside the compiled graph (layout changes around custom ops and cuDNN), by shape
+    copies = sorted(
+        (e for e in prof.key_averages(group_by_input_shape=True) if e.key in ("aten::copy_", "aten::clone")),
+        key=lambda e: -e.device_time_total,
+    )
+    lines = [
+        f"{e.key} {e.input_shapes} x{e.count // n}/call: {e.device_time_total / 1e3 / n:.3f} ms per call"
+        for e in copies[:12]
+    ]
+    return head + "\n" + table + "\n\ncopies by shape:\n" + "\n".join(lines)
 
 
 class Case(NamedTuple):
@@ -184,12 +193,19 @@ def main(argv=None):
         help="pad the first convolution's channels to a multiple of this",
     )
     ap.add_argument(
+        "--stem-wgrad",
+        choices=["cudnn", "unfold"],
+        default="unfold" if StemConv.unfold_wgrad else "cudnn",
+        help="the first convolution's weight gradient: cuDNN's, or one product over unfolded patches",
+    )
+    ap.add_argument(
         "--freeze",
         action="store_true",
         help="inference compiles with Inductor's freezing (weights as constants, BN folded into the convolutions)",
     )
     args = ap.parse_args(argv)
     StemConv.pad_to = 1 if args.no_stem_pad else args.stem_pad_to
+    StemConv.unfold_wgrad = args.stem_wgrad == "unfold"
     torch._inductor.config.freezing = args.freeze  # applies to graphs compiled without grad only
     torch.backends.cudnn.benchmark = True
     torch.backends.cuda.matmul.allow_tf32 = True
@@ -198,9 +214,10 @@ def main(argv=None):
     lines = [
         f"{args.preset}: {cfg.n_tokens} tokens, T={cfg.timesteps}, D={cfg.embed_dim}, depth {cfg.depth}; "
         f"fused LIF {'on' if args.device.startswith('cuda') and fused_lif.load_kernels() else 'off'}; "
-        f"{args.layout}; stem {f'padded to a multiple of {StemConv.pad_to} channels' if StemConv.pad_to > 1 else 'unpadded'}; "
+        f"{args.layout}; stem {f'padded to a multiple of {StemConv.pad_to} channels' if StemConv.pad_to > 1 else 'unpadded'}, "
+        f"weight gradient {'over unfolded patches' if StemConv.unfold_wgrad else 'cuDNN'}; "
         f"inference {'frozen' if args.freeze else 'not frozen'}; "
-        f"max pooling {'fused (DVSAPP_FUSED_POOL=1)' if fused_pool._ENABLED else 'nn.MaxPool2d'}; "
+        f"max pooling {'fused' if fused_pool._ENABLED else 'nn.MaxPool2d (DVSAPP_FUSED_POOL=0)'}; "
         f"device {torch.cuda.get_device_name() if args.device.startswith('cuda') else 'cpu'}, torch {torch.__version__}",
         "",
         "| case | batch | figure | ms per step/window | warm-up (incl. compile) s |",

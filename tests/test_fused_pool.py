@@ -2,8 +2,8 @@
 
 On a CUDA device the real kernels run; without one, Triton's interpreter runs them on the
 CPU when Triton is installed (it is not part of the CPU build of torch: these tests skip).
-The model's pooling uses them only when opted in (``DVSAPP_FUSED_POOL=1``); the model test
-opts in by patching ``fused_available``.
+The model's pooling uses them on CUDA (``DVSAPP_FUSED_POOL=0`` turns that off); on the CPU
+the model test turns them on by patching ``fused_available``.
 """
 
 from __future__ import annotations

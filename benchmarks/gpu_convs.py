@@ -1,0 +1,163 @@
+"""Each convolution of a preset timed on its own: forward, input gradient, weight gradient.
+
+The training step's convolutions run under cuDNN with the shapes the model gives them
+(batch x T images, channels-last, the stem padded as :class:`StemConv` pads it). Which of
+them dominates a step, and in which direction, is what this prints; for the first
+convolution it also times its weight gradient as one matrix product over unfolded
+3 x 3 patches (the stem's input needs no gradient, so that is all its backward does).
+
+    python benchmarks/gpu_convs.py --dtype float32       # on the GPU machine
+    python benchmarks/gpu_convs.py --device cpu --preset tiny --batch 2 --iters 1   # smoke
+
+Timings, not tests. Prints a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dvsapp.core.model import build_model, preset
+from dvsapp.core.model.network import StemConv, unfolded_patches
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def _time(fn, device: str, iters: int) -> float:
+    fn()
+    _sync(device)
+    t0 = time.perf_counter()
+    for _ in range(iters):
+        fn()
+    _sync(device)
+    return (time.perf_counter() - t0) / iters
+
+
+def conv_shapes(cfg, batch: int, device: str) -> list[tuple[str, nn.Conv2d, torch.Size]]:
+    """``(name, module, input shape)`` of every ``nn.Conv2d`` the model runs, in call order."""
+    model = build_model(cfg).to(device).to(memory_format=torch.channels_last)
+    seen: list[tuple[str, nn.Conv2d, torch.Size]] = []
+    hooks = [
+        m.register_forward_pre_hook(lambda mod, args, name=name: seen.append((name, mod, args[0].shape)))
+        for name, m in model.named_modules()
+        if isinstance(m, nn.Conv2d)
+    ]
+    x = torch.zeros(cfg.timesteps, batch, cfg.in_channels, *cfg.input_hw, device=device)
+    with torch.no_grad():
+        model(x, model.initial_state(batch, device, torch.float32))
+    for h in hooks:
+        h.remove()
+    return seen
+
+
+def stem_wgrad_unfold(x: torch.Tensor, gy: torch.Tensor, per_image: bool = False) -> torch.Tensor:
+    """Weight gradient of a 3x3, stride 1, padding 1 convolution as one product over patches.
+
+    ``x [N, C, H, W]`` and ``gy [N, O, H, W]`` channels-last; returns ``[O, C, 3, 3]``.
+    ``per_image``: one product per image (a batched product), summed, instead of one long one.
+    """
+    n, c, h, w = x.shape
+    cols = unfolded_patches(x)  # [N*H*W, 9C]
+    g = gy.permute(0, 2, 3, 1)  # [N, H, W, O]
+    if per_image:
+        wg = torch.bmm(g.reshape(n, h * w, -1).transpose(1, 2), cols.reshape(n, h * w, 9 * c)).sum(0)
+    else:
+        wg = g.reshape(n * h * w, -1).t() @ cols.reshape(n * h * w, 9 * c)  # [O, 9C], (kh, kw, c)
+    return wg.reshape(-1, 3, 3, c).permute(0, 3, 1, 2)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--preset", default="sdt-2-256")
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--batch", type=int, default=16, help="samples; the convolutions see batch x T images")
+    ap.add_argument("--iters", type=int, default=10)
+    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    ap.add_argument("--stem-pads", type=lambda s: [int(v) for v in s.split(",")], default=[1, 4, 8, 16])
+    args = ap.parse_args(argv)
+    torch.backends.cudnn.benchmark = True
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    dt = getattr(torch, args.dtype)
+    cfg = preset(args.preset)
+    dev = args.device
+    rows = [
+        "| conv | input | weight | forward ms | input grad ms | weight grad ms |",
+        "|---|---|---|---|---|---|",
+    ]
+    total = 0.0
+    for name, mod, shape in conv_shapes(cfg, args.batch, dev):
+        weight = mod.weight.detach().to(dt)
+        x_shape = list(shape)
+        if isinstance(mod, StemConv) and dev.startswith("cuda") and mod.in_channels % StemConv.pad_to:
+            pad = (-mod.in_channels) % StemConv.pad_to
+            x_shape[1] += pad
+            weight = F.pad(weight, (0, 0, 0, 0, 0, pad))
+        x = (torch.rand(x_shape, device=dev) < 0.1).to(dt).contiguous(memory_format=torch.channels_last)
+        weight = weight.contiguous(memory_format=torch.channels_last)
+        y = F.conv2d(x, weight, None, mod.stride, mod.padding, mod.dilation, mod.groups)
+        gy = torch.randn_like(y)
+
+        def bwd(mask, x=x, weight=weight, gy=gy, mod=mod):
+            return torch.ops.aten.convolution_backward(
+                gy, x, weight, None, mod.stride, mod.padding, mod.dilation, False, [0, 0], mod.groups, mask
+            )
+
+        f = _time(
+            lambda x=x, w=weight, m=mod: F.conv2d(x, w, None, m.stride, m.padding, m.dilation, m.groups),
+            dev,
+            args.iters,
+        )
+        di = _time(lambda: bwd([True, False, False]), dev, args.iters)
+        dw = _time(lambda: bwd([False, True, False]), dev, args.iters)
+        total += f + di + dw
+        rows.append(
+            f"| {name} | {tuple(x_shape)} | {tuple(weight.shape)} | {1e3 * f:.3f} | {1e3 * di:.3f} | {1e3 * dw:.3f} |"
+        )
+        if isinstance(mod, StemConv):
+            xs = x[:, : mod.in_channels]
+            ref = bwd([False, True, False])[1][:, : mod.in_channels].float()
+            got = stem_wgrad_unfold(xs.contiguous(memory_format=torch.channels_last), gy)
+            err = (got.float() - ref).abs().max().item() / max(ref.abs().max().item(), 1e-12)
+            u = _time(lambda xs=xs, gy=gy: stem_wgrad_unfold(xs, gy), dev, args.iters)
+            rows.append(
+                f"| {name}, weight grad as one product over unfolded patches (rel. diff {err:.1e}) | | | | | {1e3 * u:.3f} |"
+            )
+            u = _time(lambda xs=xs, gy=gy: stem_wgrad_unfold(xs, gy, per_image=True), dev, args.iters)
+            rows.append(f"| {name}, the same, one product per image, summed | | | | | {1e3 * u:.3f} |")
+            for pad_to in args.stem_pads:
+                pad = (-mod.in_channels) % pad_to
+                xq = F.pad(xs, (0, 0, 0, 0, 0, pad)).contiguous(memory_format=torch.channels_last)
+                wq = F.pad(mod.weight.detach().to(dt), (0, 0, 0, 0, 0, pad)).contiguous(
+                    memory_format=torch.channels_last
+                )
+                gq = torch.randn(xq.shape[0], wq.shape[0], *xq.shape[2:], device=dev, dtype=dt)
+                gq = gq.contiguous(memory_format=torch.channels_last)
+                fq = _time(lambda xq=xq, wq=wq: F.conv2d(xq, wq, None, 1, 1), dev, args.iters)
+                wgq = _time(
+                    lambda xq=xq, wq=wq, gq=gq: torch.ops.aten.convolution_backward(
+                        gq, xq, wq, None, [1, 1], [1, 1], [1, 1], False, [0, 0], 1, [False, True, False]
+                    ),
+                    dev,
+                    args.iters,
+                )
+                rows.append(
+                    f"| {name}, channels padded to {xq.shape[1]} | | | {1e3 * fq:.3f} | | {1e3 * wgq:.3f} |"
+                )
+    rows.append(f"| all, one pass each | | | | | {1e3 * total:.3f} (sum) |")
+    head = (
+        f"{args.preset}, batch {args.batch} x T {cfg.timesteps}, {args.dtype}, channels-last, TF32 allowed; "
+        + (torch.cuda.get_device_name() if dev.startswith("cuda") else "cpu")
+    )
+    print(head + "\n\n" + "\n".join(rows))
+
+
+if __name__ == "__main__":
+    main()
