@@ -184,7 +184,9 @@ def main(argv=None):
         help="the weights' layout (training's: channels_last)",
     )
     ap.add_argument(
-        "--no-stem-pad", action="store_true", help="run the first convolution on its 2 channels unpadded"
+        "--no-stem-pad",
+        action="store_true",
+        help="run the first convolution on its 2 channels unpadded (float32 always is)",
     )
     ap.add_argument(
         "--stem-pad-to",
@@ -193,19 +195,12 @@ def main(argv=None):
         help="pad the first convolution's channels to a multiple of this",
     )
     ap.add_argument(
-        "--stem-wgrad",
-        choices=["cudnn", "unfold"],
-        default="unfold" if StemConv.unfold_wgrad else "cudnn",
-        help="the first convolution's weight gradient: cuDNN's, or one product over unfolded patches",
-    )
-    ap.add_argument(
         "--freeze",
         action="store_true",
         help="inference compiles with Inductor's freezing (weights as constants, BN folded into the convolutions)",
     )
     args = ap.parse_args(argv)
     StemConv.pad_to = 1 if args.no_stem_pad else args.stem_pad_to
-    StemConv.unfold_wgrad = args.stem_wgrad == "unfold"
     torch._inductor.config.freezing = args.freeze  # applies to graphs compiled without grad only
     torch.backends.cudnn.benchmark = True
     torch.backends.cuda.matmul.allow_tf32 = True
@@ -214,8 +209,7 @@ def main(argv=None):
     lines = [
         f"{args.preset}: {cfg.n_tokens} tokens, T={cfg.timesteps}, D={cfg.embed_dim}, depth {cfg.depth}; "
         f"fused LIF {'on' if args.device.startswith('cuda') and fused_lif.load_kernels() else 'off'}; "
-        f"{args.layout}; stem {f'padded to a multiple of {StemConv.pad_to} channels' if StemConv.pad_to > 1 else 'unpadded'}, "
-        f"weight gradient {'over unfolded patches' if StemConv.unfold_wgrad else 'cuDNN'}; "
+        f"{args.layout}; stem {f'padded to a multiple of {StemConv.pad_to} channels in bf16' if StemConv.pad_to > 1 else 'unpadded'}; "
         f"inference {'frozen' if args.freeze else 'not frozen'}; "
         f"max pooling {'fused' if fused_pool._ENABLED else 'nn.MaxPool2d (DVSAPP_FUSED_POOL=0)'}; "
         f"device {torch.cuda.get_device_name() if args.device.startswith('cuda') else 'cpu'}, torch {torch.__version__}",

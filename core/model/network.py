@@ -85,73 +85,39 @@ class ModelState(NamedTuple):
 
 
 # ---------------------------------------------------------------- SPS
-class StemConv(nn.Conv2d):
-    """The first 3x3 convolution; on CUDA its input channels are padded to a multiple of 8.
+def _half_precision(x: torch.Tensor) -> bool:
+    """Whether a convolution of ``x`` runs in half precision (a half ``x``, or autocast on)."""
+    return x.dtype in (torch.float16, torch.bfloat16) or torch.is_autocast_enabled(x.device.type)
 
-    Zero channels added to the input and the kernel leave the result as it is, and give a
-    channel count cuDNN has tensor-core kernels for: with 2 input channels (ON/OFF counts)
-    it falls back to a generic direct convolution many times slower.  Parameters, hooks
-    and counts are those of the plain ``nn.Conv2d``.
+
+class StemConv(nn.Conv2d):
+    """The first 3x3 convolution; on CUDA in half precision (autocast) its input channels are
+    padded with zeros to a multiple of 8.
+
+    Zero channels added to the input and the kernel leave the result as it is and give cuDNN
+    a channel count it has tensor-core kernels for: in bf16 the 2-channel (ON/OFF)
+    convolution fell back to a generic kernel, and padding (with channels-last training)
+    took bf16 training from 608 to 712 samples/s on an H200.  In float32 (TF32) the
+    unpadded convolution is the faster one (H100, ``sdt-2-256`` at batch 16 x T 16:
+    forward 0.35 against 0.59 ms, weight gradient 0.70 against 1.25 ms; compiled fp32
+    training 373 against 366 samples/s; ``benchmarks/gpu_convs.py``), so float32 runs it
+    unpadded.  Parameters, hooks and counts are those of the plain ``nn.Conv2d``.
     """
 
-    # class-wide: the multiple the channels are padded to on CUDA, 1 for none
-    # (benchmarks/gpu_speed.py --stem-pad-to / --no-stem-pad measure the others)
+    # class-wide: the multiple the channels are padded to on CUDA in half precision, 1 for
+    # none (benchmarks/gpu_speed.py --stem-pad-to / --no-stem-pad measure the others)
     pad_to = 8
-    # class-wide: the weight gradient as one matrix product over unfolded 3x3 patches of the
-    # unpadded input instead of cuDNN's (benchmarks/gpu_speed.py --stem-wgrad unfold)
-    unfold_wgrad = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.unfold_wgrad and self._plain_3x3():
-            return _UnfoldWgradConv.apply(x, self.weight, self.pad_to if x.is_cuda else 1)
-        if x.is_cuda and self.in_channels % self.pad_to:
+        if x.is_cuda and self.in_channels % self.pad_to and _half_precision(x):
             return self.padded(x)
         return super().forward(x)
-
-    def _plain_3x3(self) -> bool:
-        """3x3, stride 1, padding 1, no bias, one group: what :class:`_UnfoldWgradConv` computes."""
-        geometry = (self.kernel_size, self.stride, self.padding, self.dilation)
-        return self.bias is None and self.groups == 1 and geometry == ((3, 3), (1, 1), (1, 1), (1, 1))
 
     def padded(self, x: torch.Tensor) -> torch.Tensor:
         """The padded computation, on any device (what runs on CUDA)."""
         # F.pad's pairs run from the last dim: W, H, C
         widen = (0, 0, 0, 0, 0, (-self.in_channels) % self.pad_to)
         return F.conv2d(F.pad(x, widen), F.pad(self.weight, widen), self.bias, self.stride, self.padding)
-
-
-def unfolded_patches(x: torch.Tensor) -> torch.Tensor:
-    """The 3x3 patches (padding 1) of ``x [N, C, H, W]`` as ``[N*H*W, 9*C]``, columns (kh, kw, c)."""
-    n, c, h, w = x.shape
-    xp = F.pad(x, (1, 1, 1, 1)).permute(0, 2, 3, 1)  # [N, H+2, W+2, C]
-    cols = torch.stack([xp[:, i : i + h, j : j + w, :] for i in range(3) for j in range(3)], dim=3)
-    return cols.reshape(n * h * w, 9 * c)
-
-
-class _UnfoldWgradConv(torch.autograd.Function):
-    """3x3 / stride 1 / padding 1 convolution, no bias, whose weight gradient is
-    ``gy^T @ patches(x)``: one product with a long inner dimension and few columns (18 for
-    ON/OFF input), which cuDNN's weight-gradient kernels tile poorly. The forward and the
-    input gradient are the convolution's own, on channels zero-padded to ``pad_to``."""
-
-    @staticmethod
-    def forward(ctx, x, weight, pad_to):
-        widen = (0, 0, 0, 0, 0, (-x.shape[1]) % pad_to)
-        ctx.save_for_backward(x, weight)
-        ctx.widen = widen
-        return F.conv2d(F.pad(x, widen), F.pad(weight, widen), None, 1, 1)
-
-    @staticmethod
-    def backward(ctx, gy):
-        x, weight = ctx.saved_tensors
-        gx = gw = None
-        if ctx.needs_input_grad[0]:
-            gx = torch.nn.grad.conv2d_input(x.shape, weight, gy, 1, 1)
-        if ctx.needs_input_grad[1]:
-            g = gy.permute(0, 2, 3, 1).reshape(-1, gy.shape[1])  # [N*H*W, O]
-            gw = (g.t() @ unfolded_patches(x.to(gy.dtype))).reshape(-1, 3, 3, x.shape[1]).permute(0, 3, 1, 2)
-            gw = gw.to(weight.dtype).contiguous(memory_format=torch.channels_last)
-        return gx, gw, None
 
 
 class _Stage(nn.Module):
