@@ -23,7 +23,8 @@ multiplies and shifts and only a row's base offset is 64-bit. (A first version i
 range with 64-bit division by run-time sizes: on an H100 its backward took 1.6 ms per call,
 compute-bound, and training was slower than with Inductor's pooling.)
 
-The model pools with it on CUDA wherever Triton loads; ``DVSAPP_FUSED_POOL=0`` in the
+The model pools with it in training on CUDA wherever Triton loads (inference keeps
+``nn.MaxPool2d``: with no backward the position byte is not needed); ``DVSAPP_FUSED_POOL=0`` in the
 environment at import turns it off (then ``nn.MaxPool2d`` runs, as Inductor compiles it).
 Measured on an H100 in one call, compiled ``sdt-2-256`` training went from 618 to 664
 samples/s in bf16 (1.07x) and from 356 to 366 in fp32 (1.03x) against Inductor's pooling
@@ -245,9 +246,21 @@ _pool_forward.register_autograd(_backward, setup_context=_setup_context)
 
 def fused_available(x: torch.Tensor) -> bool:
     """Whether the model's pooling runs the kernels on ``x``: not turned off (``DVSAPP_FUSED_POOL=0``),
-    the kernels loaded, and ``x`` a 4-D floating CUDA tensor (:func:`max_pool3x3s2` itself
-    also runs on CPU tensors under Triton's interpreter)."""
-    return _ENABLED and _kernels is not None and x.is_cuda and x.dim() == 4 and x.is_floating_point()
+    the kernels loaded, ``x`` a 4-D floating CUDA tensor, and a gradient to come (training).
+
+    Without a backward (inference) the winner's position would be written for nothing, and
+    Inductor fuses its own pooling with the work around it, so ``nn.MaxPool2d`` runs.
+    (:func:`max_pool3x3s2` itself also runs on CPU tensors under Triton's interpreter.)
+    """
+    return (
+        _ENABLED
+        and _kernels is not None
+        and x.is_cuda
+        and x.dim() == 4
+        and x.is_floating_point()
+        and x.requires_grad
+        and torch.is_grad_enabled()
+    )
 
 
 def max_pool3x3s2(x: torch.Tensor) -> torch.Tensor:
