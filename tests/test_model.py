@@ -466,6 +466,22 @@ def test_cuda_matches_cpu_and_state_moves(variant):
     assert bf.dtype == torch.bfloat16 and torch.isfinite(bf.float()).all()
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_channels_last_training_on_cuda_hands_the_blocks_contiguous_tokens():
+    """Trained channels-last on CUDA, the patch splitting's maps have D innermost; the tokens
+    it returns are laid out contiguously once (the blocks' neurons and 1x1 convolutions would
+    each copy them otherwise), and the membranes at rest come in the neurons' layout."""
+    model = activate(build_model(small_config()), seed=1).cuda().to(memory_format=torch.channels_last)
+    frames = event_frames((3, 2, 2, *model.config.input_hw), seed=2).cuda()
+    state = model.initial_state(2)
+    assert state.neurons[0].v.is_contiguous(memory_format=torch.channels_last)
+    seen = []
+    model.sps.register_forward_hook(lambda mod, args, out: seen.append(out))
+    model(frames, state)
+    (tokens,) = seen
+    assert tokens.is_contiguous() and tokens.abs().sum() > 0
+
+
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("v_th", [1.0, 0.5])
 @pytest.mark.parametrize("tau_mem_inv", [500.0, 300.0])  # gain 0.5 (products exact) and 0.3

@@ -236,7 +236,10 @@ def _setup_context(ctx, inputs, output):
     x, v0, gain, _v_leak, v_th, _v_reset, alpha, _save = inputs
     ctx.save_for_backward(output[2], output[0])
     ctx.gain, ctx.v_th, ctx.alpha, ctx.x_dtype = gain, v_th, alpha, x.dtype
-    ctx.v0_shape = v0.shape
+    # an unused output's gradient comes as None, not as contiguous zeros that the backward
+    # would copy into the steps' layout (the last membrane's, whenever a clip starts from rest
+    # and its final state is dropped)
+    ctx.set_materialize_grads(False)
 
 
 def _backward(ctx, gz, gvt, _gh):
@@ -244,7 +247,7 @@ def _backward(ctx, gz, gvt, _gh):
     if gz is None:
         gz = torch.zeros_like(z)
     if gvt is None:
-        gvt = h.new_zeros(ctx.v0_shape, dtype=torch.float32)
+        gvt = torch.zeros_like(h[0], dtype=torch.float32)  # in the steps' layout: no copy in the op
     gx, gv0 = _lif_backward(gz, h, z, gvt, ctx.gain, ctx.v_th, ctx.alpha, ctx.x_dtype)
     return gx, gv0, None, None, None, None, None, None
 

@@ -192,7 +192,11 @@ class PatchSplitting(nn.Module):
             x = stage(x, run)
         t, b, d, h, w = x.shape
         rpe = self.rpe_bn(self.rpe_conv(self.rpe_lif(x, run).flatten(0, 1))).reshape(t, b, d, h, w)
-        return (x + rpe).reshape(t, b, d, h * w)
+        tokens = (x + rpe).reshape(t, b, d, h * w)
+        # channels-last maps (training on CUDA) give tokens with D innermost; the blocks' neurons
+        # and 1x1 convolutions take them contiguous, and would each copy them: lay them out once
+        # here, where the compiled graph writes the sum in that layout directly
+        return tokens.contiguous() if tokens.is_cuda else tokens
 
 
 # -------------------------------------------------------------- encoder
@@ -284,8 +288,8 @@ class SpikingTransformer(nn.Module):
         cl = w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous()
 
         def zeros(shape):
-            v = torch.zeros(batch, *shape, device=device, dtype=dtype)
-            return v.contiguous(memory_format=torch.channels_last) if cl and len(shape) == 3 else v
+            fmt = torch.channels_last if cl and len(shape) == 3 else torch.contiguous_format
+            return torch.empty(batch, *shape, device=device, dtype=dtype, memory_format=fmt).zero_()
 
         return ModelState(
             neurons=tuple(LIFBoxFeedForwardState(v=zeros(shape)) for shape in self._neuron_shapes),

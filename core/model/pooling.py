@@ -46,7 +46,7 @@ class Pooling:
 
 
 POOLINGS: dict[str, Pooling] = {
-    # nn.MaxPool2d(3, 2, 1); Triton kernels on CUDA (DVSAPP_FUSED_POOL=0: off)
+    # nn.MaxPool2d(3, 2, 1); in training on CUDA, Triton kernels (DVSAPP_FUSED_POOL=0: off)
     "max": Pooling(MaxPool3x3s2, before_neuron=False),
     "spool": Pooling(SpikingResponsePool, before_neuron=True),
 }
