@@ -19,15 +19,11 @@ import time
 
 import torch
 import torch.nn.functional as F
+from gpu_speed import _sync  # this folder (run as a script)
 from torch import nn
 
 from dvsapp.core.model import build_model, preset
 from dvsapp.core.model.network import StemConv
-
-
-def _sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
 
 
 def _time(fn, device: str, iters: int) -> float:
@@ -38,6 +34,31 @@ def _time(fn, device: str, iters: int) -> float:
         fn()
     _sync(device)
     return (time.perf_counter() - t0) / iters
+
+
+def directions(
+    x: torch.Tensor, weight: torch.Tensor, mod: nn.Conv2d, iters: int
+) -> tuple[float, float, float]:
+    """Seconds per call of the convolution of ``x`` by ``weight`` (``mod``'s geometry): forward,
+    input gradient, weight gradient (cuDNN's ``convolution_backward``, one direction each)."""
+    geometry = (mod.stride, mod.padding, mod.dilation)
+    gy = torch.randn_like(F.conv2d(x, weight, None, *geometry, mod.groups))
+
+    def backward(mask):
+        return torch.ops.aten.convolution_backward(
+            gy, x, weight, None, *geometry, False, [0, 0], mod.groups, mask
+        )
+
+    dev = x.device.type
+    return (
+        _time(lambda: F.conv2d(x, weight, None, *geometry, mod.groups), dev, iters),
+        _time(lambda: backward([True, False, False]), dev, iters),
+        _time(lambda: backward([False, True, False]), dev, iters),
+    )
+
+
+def _cl(t: torch.Tensor) -> torch.Tensor:
+    return t.contiguous(memory_format=torch.channels_last)
 
 
 def conv_shapes(cfg, batch: int, device: str) -> list[tuple[str, nn.Conv2d, torch.Size]]:
@@ -90,45 +111,17 @@ def main(argv=None) -> None:
             pad = (-mod.in_channels) % StemConv.pad_to
             x_shape[1] += pad
             weight = F.pad(weight, (0, 0, 0, 0, 0, pad))
-        x = (torch.rand(x_shape, device=dev) < 0.1).to(dt).contiguous(memory_format=torch.channels_last)
-        weight = weight.contiguous(memory_format=torch.channels_last)
-        y = F.conv2d(x, weight, None, mod.stride, mod.padding, mod.dilation, mod.groups)
-        gy = torch.randn_like(y)
-
-        def bwd(mask, x=x, weight=weight, gy=gy, mod=mod):
-            return torch.ops.aten.convolution_backward(
-                gy, x, weight, None, mod.stride, mod.padding, mod.dilation, False, [0, 0], mod.groups, mask
-            )
-
-        f = _time(
-            lambda x=x, w=weight, m=mod: F.conv2d(x, w, None, m.stride, m.padding, m.dilation, m.groups),
-            dev,
-            args.iters,
-        )
-        di = _time(lambda: bwd([True, False, False]), dev, args.iters)
-        dw = _time(lambda: bwd([False, True, False]), dev, args.iters)
+        spikes = (torch.rand(x_shape, device=dev) < 0.1).to(dt)
+        f, di, dw = directions(_cl(spikes), _cl(weight), mod, args.iters)
         total += f + di + dw
         rows.append(
             f"| {name} | {tuple(x_shape)} | {tuple(weight.shape)} | {1e3 * f:.3f} | {1e3 * di:.3f} | {1e3 * dw:.3f} |"
         )
-        if isinstance(mod, StemConv):
-            xs = x[:, : mod.in_channels]
+        if isinstance(mod, StemConv):  # its events need no input gradient
             for pad_to in args.stem_pads:
-                pad = (-mod.in_channels) % pad_to
-                xq = F.pad(xs, (0, 0, 0, 0, 0, pad)).contiguous(memory_format=torch.channels_last)
-                wq = F.pad(mod.weight.detach().to(dt), (0, 0, 0, 0, 0, pad)).contiguous(
-                    memory_format=torch.channels_last
-                )
-                gq = torch.randn(xq.shape[0], wq.shape[0], *xq.shape[2:], device=dev, dtype=dt)
-                gq = gq.contiguous(memory_format=torch.channels_last)
-                fq = _time(lambda xq=xq, wq=wq: F.conv2d(xq, wq, None, 1, 1), dev, args.iters)
-                wgq = _time(
-                    lambda xq=xq, wq=wq, gq=gq: torch.ops.aten.convolution_backward(
-                        gq, xq, wq, None, [1, 1], [1, 1], [1, 1], False, [0, 0], 1, [False, True, False]
-                    ),
-                    dev,
-                    args.iters,
-                )
+                widen = (0, 0, 0, 0, 0, (-mod.in_channels) % pad_to)
+                xq = _cl(F.pad(spikes[:, : mod.in_channels], widen))
+                fq, _, wgq = directions(xq, _cl(F.pad(mod.weight.detach().to(dt), widen)), mod, args.iters)
                 rows.append(
                     f"| {name}, channels padded to {xq.shape[1]} | | | {1e3 * fq:.3f} | | {1e3 * wgq:.3f} |"
                 )
