@@ -51,8 +51,10 @@ def _load():
     def lif_forward_kernel(
         x_ptr, v0_ptr, z_ptr, h_ptr, vt_ptr, n, steps,
         gain, v_leak, v_th, v_reset,
-        SAVE: tl.constexpr, BLOCK: tl.constexpr,
+        SAVE: tl.constexpr, BLOCK: tl.constexpr, STORE_Z: tl.constexpr,
     ):  # fmt: skip
+        # STORE_Z False: the spikes are not written (fused_lif_pool's max pooling reads them
+        # from the kept membranes instead)
         offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
         mask = offs < n
         v = tl.load(v0_ptr + offs, mask=mask, other=0.0).to(tl.float32)
@@ -60,7 +62,10 @@ def _load():
             x = tl.load(x_ptr + t * n + offs, mask=mask, other=0.0).to(tl.float32)
             h = v + gain * (x + v_leak - v)
             spike = h >= v_th
-            tl.store(z_ptr + t * n + offs, tl.where(spike, 1.0, 0.0).to(z_ptr.dtype.element_ty), mask=mask)
+            if STORE_Z:
+                tl.store(
+                    z_ptr + t * n + offs, tl.where(spike, 1.0, 0.0).to(z_ptr.dtype.element_ty), mask=mask
+                )
             if SAVE:
                 tl.store(h_ptr + t * n + offs, h.to(h_ptr.dtype.element_ty), mask=mask)
             v = tl.where(spike, v_reset, h)
@@ -185,7 +190,9 @@ def _lif_forward(
     )
     vt = torch.empty_strided(v0.shape, stride[1:], device=v0.device, dtype=v0.dtype)
     if n and steps:
-        fwd[_grid(n)](x, v0, z, h, vt, n, steps, gain, v_leak, v_th, v_reset, SAVE=save, BLOCK=_BLOCK)
+        fwd[_grid(n)](
+            x, v0, z, h, vt, n, steps, gain, v_leak, v_th, v_reset, SAVE=save, BLOCK=_BLOCK, STORE_Z=True
+        )
     else:
         vt.copy_(v0)
     return z, vt, h

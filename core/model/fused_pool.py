@@ -53,8 +53,10 @@ def _load():
     def pool_forward_kernel(
         x_ptr, y_ptr, code_ptr, sxn, sxc, sxh, sxw,
         C: tl.constexpr, H: tl.constexpr, W: tl.constexpr, OH: tl.constexpr, OW: tl.constexpr,
-        CL: tl.constexpr, BLOCK: tl.constexpr,
+        CL: tl.constexpr, BLOCK: tl.constexpr, v_th, SPIKES: tl.constexpr,
     ):  # fmt: skip
+        # SPIKES: x holds membranes and what is pooled is the spikes they fire, 1.0 where
+        # x >= v_th, else 0.0 (fused_lif_pool: the neurons' spikes are never written)
         # One program: BLOCK outputs of one output row. Row r is (n, oh) channels-last, whose
         # OW * C outputs run (ow, c), or (n, c, oh) contiguous, whose OW outputs run ow. The
         # shapes are compile-time constants, so the index arithmetic is shifts and multiplies;
@@ -86,6 +88,8 @@ def _load():
                 iw = ow * 2 - 1 + kw
                 ok = row_mask & (iw >= 0) & (iw < W)
                 v = tl.load(x_ptr + row + (iw * sxw + lane), mask=ok, other=float("-inf")).to(tl.float32)
+                if SPIKES:
+                    v = tl.where(ok, tl.where(v >= v_th, 1.0, 0.0), float("-inf"))
                 take = ok & ((v > best) | (v != v))
                 best = tl.where(take, v, best)
                 code = tl.where(take, kh * 3 + kw, code)
@@ -197,7 +201,9 @@ def _pool_forward(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     code = torch.empty((nb, c, oh, ow), device=x.device, dtype=torch.int8, memory_format=_format(cl))
     if y.numel():
         grid, block = _launch(nb * oh if cl else nb * c * oh, ow * c if cl else ow)
-        fwd[grid](x, y, code, *x.stride(), C=c, H=h, W=w, OH=oh, OW=ow, CL=cl, BLOCK=block)
+        fwd[grid](
+            x, y, code, *x.stride(), C=c, H=h, W=w, OH=oh, OW=ow, CL=cl, BLOCK=block, v_th=0.0, SPIKES=False
+        )
     return y, code
 
 

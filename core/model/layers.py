@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from dvsapp.core.model import fused_lif
+from dvsapp.core.model import fused_lif, fused_lif_pool
 from dvsapp.core.model.neurons import LIFBoxFeedForwardState, SpikeDrivenLIFCell, lif_parameters
 from dvsapp.core.model.taps import TapRecorder
 
@@ -108,6 +108,14 @@ class LIFLayer(nn.Module):
         run.states[self.slot] = state
         if run.taps is not None:
             run.taps.record_rate(self.name, out)
+        return out
+
+    def forward_max_pooled(self, x: torch.Tensor, run: Run) -> torch.Tensor:
+        """:meth:`forward` then 3x3 / stride 2 / padding 1 max pooling of the spikes, in one pass
+        (:mod:`dvsapp.core.model.fused_lif_pool`; where its ``fused_available`` says so):
+        ``x [T, B, C, H, W]`` -> pooled spikes ``[T, B, C, ceil(H/2), ceil(W/2)]``. Records no taps."""
+        out, v = fused_lif_pool.lif_max_pool(x, run.states[self.slot].v, **self._fused)
+        run.states[self.slot] = LIFBoxFeedForwardState(v=v)
         return out
 
     def _step_constants(self, dtype: torch.dtype, device: torch.device) -> tuple:

@@ -28,8 +28,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from dvsapp.core.errors import ConfigError
+from dvsapp.core.model import fused_lif_pool
 from dvsapp.core.model.attention import ATTENTIONS
 from dvsapp.core.model.config import ModelConfig
+from dvsapp.core.model.fused_pool import MaxPool3x3s2
 from dvsapp.core.model.layers import LIFLayer, Run
 from dvsapp.core.model.neurons import LIFBoxFeedForwardState, LIState, head_integrator
 from dvsapp.core.model.pooling import POOLINGS, SpikingResponsePool
@@ -149,13 +151,26 @@ class _Stage(nn.Module):
             )
         )
 
+    @property
+    def lif_then_max_pool(self) -> bool:
+        """Whether the stage fires and then max-pools the spikes: in training on CUDA both
+        run in one pass (:mod:`dvsapp.core.model.fused_lif_pool`)."""
+        return self.lif is not None and not self.pool_first and isinstance(self.pool, MaxPool3x3s2)
+
     def forward(self, x: torch.Tensor, run: Run) -> torch.Tensor:
         t, b = x.shape[:2]
         y = self.bn(self.conv(x.flatten(0, 1)))
         if self.pool_first:
             y = self.pool(y)
         if self.lif is not None:
-            y = self.lif(y.reshape(t, b, *y.shape[1:]), run).flatten(0, 1)
+            y5 = y.reshape(t, b, *y.shape[1:])
+            if (
+                self.lif_then_max_pool
+                and run.taps is None  # the taps record the full-resolution spikes
+                and fused_lif_pool.fused_available(y5, run.states[self.lif.slot].v)
+            ):
+                return self.lif.forward_max_pooled(y5, run)
+            y = self.lif(y5, run).flatten(0, 1)
         if not self.pool_first:
             y = self.pool(y)
         return y.reshape(t, b, *y.shape[1:])
