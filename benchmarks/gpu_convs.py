@@ -86,8 +86,19 @@ def main(argv=None) -> None:
     ap.add_argument("--iters", type=int, default=10)
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     ap.add_argument("--stem-pads", type=lambda s: [int(v) for v in s.split(",")], default=[1, 4, 8, 16])
+    ap.add_argument(
+        "--contiguous", action="store_true", help="also time each convolution in NCHW (contiguous)"
+    )
+    ap.add_argument(
+        "--cudnn-limit",
+        type=int,
+        default=None,
+        help="torch.backends.cudnn.benchmark_limit (0: try every algorithm)",
+    )
     args = ap.parse_args(argv)
     torch.backends.cudnn.benchmark = True
+    if args.cudnn_limit is not None:
+        torch.backends.cudnn.benchmark_limit = args.cudnn_limit
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
     dt = getattr(torch, args.dtype)
@@ -117,6 +128,9 @@ def main(argv=None) -> None:
         rows.append(
             f"| {name} | {tuple(x_shape)} | {tuple(weight.shape)} | {1e3 * f:.3f} | {1e3 * di:.3f} | {1e3 * dw:.3f} |"
         )
+        if args.contiguous:
+            fc, dic, dwc = directions(spikes.contiguous(), weight.contiguous(), mod, args.iters)
+            rows.append(f"| {name}, NCHW | | | {1e3 * fc:.3f} | {1e3 * dic:.3f} | {1e3 * dwc:.3f} |")
         if isinstance(mod, StemConv):  # its events need no input gradient
             for pad_to in args.stem_pads:
                 widen = (0, 0, 0, 0, 0, (-mod.in_channels) % pad_to)
@@ -127,7 +141,8 @@ def main(argv=None) -> None:
                 )
     rows.append(f"| all, one pass each | | | | | {1e3 * total:.3f} (sum) |")
     head = (
-        f"{args.preset}, batch {args.batch} x T {cfg.timesteps}, {args.dtype}, channels-last, TF32 allowed; "
+        f"{args.preset}, batch {args.batch} x T {cfg.timesteps}, {args.dtype}, channels-last, TF32 allowed, "
+        + f"cuDNN benchmark limit {torch.backends.cudnn.benchmark_limit}; "
         + (torch.cuda.get_device_name() if dev.startswith("cuda") else "cpu")
     )
     print(head + "\n\n" + "\n".join(rows))

@@ -77,7 +77,41 @@ def _profile(fn, n, device):
         f"{e.key} {e.input_shapes} x{e.count // n}/call: {e.device_time_total / 1e3 / n:.3f} ms per call"
         for e in copies[:12]
     ]
-    return head + "\n" + table + "\n\ncopies by shape:\n" + "\n".join(lines)
+    return (
+        head
+        + "\n"
+        + table
+        + "\n\nGPU time by kind of kernel:\n"
+        + _by_kind(ev, n)
+        + "\n\ncopies by shape:\n"
+        + "\n".join(lines)
+    )
+
+
+_KINDS = (
+    ("LIF (fused)", ("lif_",)),
+    ("pooling (fused)", ("pool_forward", "pool_backward")),
+    ("convolution / GEMM (cuDNN, cuBLAS)", ("xmma", "cudnn", "cutlass", "gemm", "sm90_", "sm80_", "conv")),
+    ("Inductor pointwise", ("triton_poi",)),
+    ("Inductor reduction", ("triton_red", "triton_per")),
+    ("optimizer (foreach)", ("multi_tensor", "foreach")),
+    ("copies / aten elementwise", ("copy", "elementwise", "fill")),
+)
+
+
+def _by_kind(ev, n):
+    """Self GPU time per call, summed by kind of kernel (names matched in order), each with its count."""
+    sums: dict[str, list] = {}
+    for e in ev:
+        if e.device_type.name not in ("CUDA", "PrivateUse1"):
+            continue
+        name = e.key.lower()
+        kind = next((k for k, pats in _KINDS if any(p in name for p in pats)), "other")
+        acc = sums.setdefault(kind, [0.0, 0])
+        acc[0] += e.self_device_time_total
+        acc[1] += e.count
+    rows = sorted(sums.items(), key=lambda kv: -kv[1][0])
+    return "\n".join(f"{k}: {t / 1e3 / n:.2f} ms, {c // n} kernels per call" for k, (t, c) in rows)
 
 
 class Case(NamedTuple):
@@ -199,7 +233,15 @@ def main(argv=None):
         action="store_true",
         help="inference compiles with Inductor's freezing (weights as constants, BN folded into the convolutions)",
     )
+    ap.add_argument(
+        "--cudnn-limit",
+        type=int,
+        default=None,
+        help="torch.backends.cudnn.benchmark_limit (0: try every algorithm)",
+    )
     args = ap.parse_args(argv)
+    if args.cudnn_limit is not None:
+        torch.backends.cudnn.benchmark_limit = args.cudnn_limit
     StemConv.pad_to = 1 if args.no_stem_pad else args.stem_pad_to
     torch._inductor.config.freezing = args.freeze  # applies to graphs compiled without grad only
     torch.backends.cudnn.benchmark = True
@@ -210,7 +252,7 @@ def main(argv=None):
         f"{args.preset}: {cfg.n_tokens} tokens, T={cfg.timesteps}, D={cfg.embed_dim}, depth {cfg.depth}; "
         f"fused LIF {'on' if args.device.startswith('cuda') and fused_lif.load_kernels() else 'off'}; "
         f"{args.layout}; stem {f'padded to a multiple of {StemConv.pad_to} channels in bf16' if StemConv.pad_to > 1 else 'unpadded'}; "
-        f"inference {'frozen' if args.freeze else 'not frozen'}; "
+        f"inference {'frozen' if args.freeze else 'not frozen'}; cuDNN benchmark limit {torch.backends.cudnn.benchmark_limit}; "
         f"max pooling {'fused' if fused_pool._ENABLED else 'nn.MaxPool2d (DVSAPP_FUSED_POOL=0)'}; "
         f"device {torch.cuda.get_device_name() if args.device.startswith('cuda') else 'cpu'}, torch {torch.__version__}",
         "",
