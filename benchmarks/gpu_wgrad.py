@@ -7,11 +7,11 @@ is a sum over every output pixel of ``gy[p] (outer) x[p + tap]``: an implicit ma
 with a short output (``C_out x C_in`` per tap) and a long reduction (4.2 M pixels). Here each
 program reduces one chunk of pixels for all nine taps at once (the gradient tile is read
 once and multiplied with the nine shifted input tiles, in TF32 on the tensor cores), writes
-its partial sums, and one ``sum`` adds the chunks.
+its partial sums, and one ``sum`` adds the chunks (``core/model/conv_wgrad.py``; the model
+uses it only with ``DVSAPP_TRITON_WGRAD=1``).
 
-This script only measures; the model does not use the kernel. It prints, per 3x3
-convolution of the preset, cuDNN's and the kernel's time and their largest difference
-relative to the gradient's largest element.
+This script only measures. It prints, per 3x3 convolution of the preset, cuDNN's and the
+kernel's time and their largest difference relative to the gradient's largest element.
 
     python benchmarks/gpu_wgrad.py                  # on the GPU machine
     TRITON_INTERPRET=1 python benchmarks/gpu_wgrad.py --device cpu --check-only   # correctness, small shapes
@@ -23,99 +23,18 @@ import argparse
 import time
 
 import torch
-import triton
-import triton.language as tl
+
+from dvsapp.core.model import conv_wgrad
 
 
-@triton.jit
-def _tap(
-    gt,
-    x_ptr,
-    p,
-    pm,
-    h,
-    w,
-    c,
-    DY: tl.constexpr,
-    DX: tl.constexpr,
-    H: tl.constexpr,
-    W: tl.constexpr,
-    CI: tl.constexpr,
-):
-    # gt [BO, BP] times the input tile shifted by (DY, DX) [BP, BC]; zero outside the image
-    ok = pm & (h + DY >= 0) & (h + DY < H) & (w + DX >= 0) & (w + DX < W)
-    src = (p + (DY * W + DX)) * CI
-    xs = tl.load(x_ptr + src[:, None] + c[None, :], mask=ok[:, None], other=0.0)
-    return tl.dot(gt, xs)
-
-
-@triton.jit
-def wgrad_kernel(
-    x_ptr, gy_ptr, part_ptr, P, chunk,
-    H: tl.constexpr, W: tl.constexpr, CI: tl.constexpr, CO: tl.constexpr,
-    BO: tl.constexpr, BC: tl.constexpr, BP: tl.constexpr,
-):  # fmt: skip
-    # x [P, CI] and gy [P, CO]: channels-last pixels (n, h, w) in order; part [chunks, 9, CO, CI]
-    pid = tl.program_id(0)
-    o = tl.program_id(1) * BO + tl.arange(0, BO)
-    c = tl.program_id(2) * BC + tl.arange(0, BC)
-    a0 = tl.zeros((BO, BC), tl.float32)
-    a1 = tl.zeros((BO, BC), tl.float32)
-    a2 = tl.zeros((BO, BC), tl.float32)
-    a3 = tl.zeros((BO, BC), tl.float32)
-    a4 = tl.zeros((BO, BC), tl.float32)
-    a5 = tl.zeros((BO, BC), tl.float32)
-    a6 = tl.zeros((BO, BC), tl.float32)
-    a7 = tl.zeros((BO, BC), tl.float32)
-    a8 = tl.zeros((BO, BC), tl.float32)
-    start = pid.to(tl.int64) * chunk
-    for k in range(0, chunk, BP):
-        p = start + k + tl.arange(0, BP)
-        pm = p < P
-        w = (p % W).to(tl.int32)
-        h = ((p // W) % H).to(tl.int32)
-        g = tl.load(gy_ptr + p[:, None] * CO + o[None, :], mask=pm[:, None], other=0.0)
-        gt = tl.trans(g)
-        a0 += _tap(gt, x_ptr, p, pm, h, w, c, -1, -1, H, W, CI)
-        a1 += _tap(gt, x_ptr, p, pm, h, w, c, -1, 0, H, W, CI)
-        a2 += _tap(gt, x_ptr, p, pm, h, w, c, -1, 1, H, W, CI)
-        a3 += _tap(gt, x_ptr, p, pm, h, w, c, 0, -1, H, W, CI)
-        a4 += _tap(gt, x_ptr, p, pm, h, w, c, 0, 0, H, W, CI)
-        a5 += _tap(gt, x_ptr, p, pm, h, w, c, 0, 1, H, W, CI)
-        a6 += _tap(gt, x_ptr, p, pm, h, w, c, 1, -1, H, W, CI)
-        a7 += _tap(gt, x_ptr, p, pm, h, w, c, 1, 0, H, W, CI)
-        a8 += _tap(gt, x_ptr, p, pm, h, w, c, 1, 1, H, W, CI)
-    out = part_ptr + pid.to(tl.int64) * (9 * CO * CI) + o[:, None] * CI + c[None, :]
-    tl.store(out + 0 * CO * CI, a0)
-    tl.store(out + 1 * CO * CI, a1)
-    tl.store(out + 2 * CO * CI, a2)
-    tl.store(out + 3 * CO * CI, a3)
-    tl.store(out + 4 * CO * CI, a4)
-    tl.store(out + 5 * CO * CI, a5)
-    tl.store(out + 6 * CO * CI, a6)
-    tl.store(out + 7 * CO * CI, a7)
-    tl.store(out + 8 * CO * CI, a8)
-
-
-def weight_grad(x, gy, *, bo=64, bc=32, bp=128, programs=528, num_warps=8):
-    """The weight gradient ``[CO, CI, 3, 3]`` of a 3x3 / stride 1 / padding 1 convolution of
-    ``x [N, CI, H, W]`` with output gradient ``gy [N, CO, H, W]`` (both channels-last)."""
-    n, ci, hh, ww = x.shape
-    co = gy.shape[1]
-    bo, bc = min(bo, co), min(bc, ci)
-    xf = x.permute(0, 2, 3, 1).contiguous()  # a view when x is channels-last
-    gf = gy.permute(0, 2, 3, 1).contiguous()
-    pixels = n * hh * ww
-    tiles = (co // bo) * (ci // bc)
-    chunks = max(1, min(programs // tiles, triton.cdiv(pixels, bp)))
-    chunk = triton.cdiv(triton.cdiv(pixels, chunks), bp) * bp
-    chunks = triton.cdiv(pixels, chunk)
-    part = torch.empty(chunks, 9, co, ci, device=x.device, dtype=torch.float32)
-    extra = {} if x.device.type == "cpu" else {"num_warps": num_warps}
-    wgrad_kernel[(chunks, co // bo, ci // bc)](
-        xf, gf, part, pixels, chunk, H=hh, W=ww, CI=ci, CO=co, BO=bo, BC=bc, BP=bp, **extra
-    )
-    return part.sum(0).permute(1, 2, 0).reshape(co, ci, 3, 3)
+def weight_grad(x, gy, *, bp=None, num_warps=None):
+    """:func:`conv_wgrad.conv3x3_weight_grad` with the pixel tile and warp count set."""
+    saved = conv_wgrad._BP, conv_wgrad._WARPS
+    conv_wgrad._BP, conv_wgrad._WARPS = bp or saved[0], num_warps or saved[1]
+    try:
+        return conv_wgrad.conv3x3_weight_grad(x, gy)
+    finally:
+        conv_wgrad._BP, conv_wgrad._WARPS = saved
 
 
 def cudnn_weight_grad(x, gy, weight):
@@ -152,6 +71,7 @@ def main(argv=None):
     ap.add_argument("--iters", type=int, default=10)
     ap.add_argument("--check-only", action="store_true", help="small shapes, correctness only")
     args = ap.parse_args(argv)
+    assert conv_wgrad.load_kernels(), "no Triton"
     torch.backends.cudnn.benchmark = True
     torch.backends.cudnn.allow_tf32 = True
     dev = args.device

@@ -26,11 +26,12 @@ def kernel_device(kernels) -> str:
     return "cpu"
 
 
-def firing_model(device, seed):
-    """``(config, model)``: the ``tiny`` preset at 16x16 input, D = 16, one block; BN scale 2 and
-    shift 0.5 everywhere, so spikes reach every layer (random BN-free weights leave most silent)."""
+def firing_model(device, seed, embed_dim=16):
+    """``(config, model)``: the ``tiny`` preset at 16x16 input, D = ``embed_dim`` (16), one block;
+    BN scale 2 and shift 0.5 everywhere, so spikes reach every layer (random BN-free weights
+    leave most silent)."""
     torch.manual_seed(seed)
-    cfg = preset("tiny", input_hw=(16, 16), patch_size=4, embed_dim=16, heads=4, depth=1)
+    cfg = preset("tiny", input_hw=(16, 16), patch_size=4, embed_dim=embed_dim, heads=4, depth=1)
     model = build_model(cfg).to(device)
     with torch.no_grad():
         for m in model.modules():

@@ -31,6 +31,7 @@ from dvsapp.core.errors import ConfigError
 from dvsapp.core.model import fused_lif_pool
 from dvsapp.core.model.attention import ATTENTIONS
 from dvsapp.core.model.config import ModelConfig
+from dvsapp.core.model.conv_wgrad import Conv3x3
 from dvsapp.core.model.fused_pool import MaxPool3x3s2
 from dvsapp.core.model.layers import LIFLayer, Run
 from dvsapp.core.model.neurons import LIFBoxFeedForwardState, LIState, head_integrator
@@ -127,8 +128,10 @@ class _Stage(nn.Module):
 
     def __init__(self, cfg: ModelConfig, index: int, c_in: int, c_out: int, hw: tuple[int, int]) -> None:
         super().__init__()
-        conv = StemConv if index == 0 else nn.Conv2d
-        self.conv = conv(c_in, c_out, kernel_size=3, padding=1, bias=False)
+        if index == 0:
+            self.conv = StemConv(c_in, c_out, kernel_size=3, padding=1, bias=False)
+        else:  # spikes in: the weight gradient may be the Triton kernel's (conv_wgrad.py, opt-in)
+            self.conv = Conv3x3(c_in, c_out)
         self.bn = nn.BatchNorm2d(c_out)
         pooled = cfg.pool_pattern[index]
         spec = POOLINGS[cfg.pooling]
@@ -198,7 +201,7 @@ class PatchSplitting(nn.Module):
             surrogate_alpha=cfg.surrogate_alpha,
             dt=cfg.neuron_dt_s,
         )
-        self.rpe_conv = nn.Conv2d(d, d, kernel_size=3, padding=1, bias=False)
+        self.rpe_conv = Conv3x3(d, d)
         self.rpe_bn = nn.BatchNorm2d(d)
 
     def forward(self, frames: torch.Tensor, run: Run) -> torch.Tensor:
