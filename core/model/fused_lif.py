@@ -233,10 +233,17 @@ def _lif_backward(
     return gx, gv0
 
 
-@_lif_backward.register_fake
-def _(gz, h, z, gvt, gain, v_th, alpha, x_dtype):
+def _input_grads_like(
+    h: torch.Tensor, gvt: torch.Tensor, x_dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Empty input and initial-membrane gradients in the kept membranes' layout (fake kernels)."""
     stride = h.stride()
     return h.new_empty_strided(h.shape, stride, dtype=x_dtype), gvt.new_empty_strided(gvt.shape, stride[1:])
+
+
+@_lif_backward.register_fake
+def _(gz, h, z, gvt, gain, v_th, alpha, x_dtype):
+    return _input_grads_like(h, gvt, x_dtype)
 
 
 def _setup_context(ctx, inputs, output):

@@ -41,11 +41,15 @@ __all__ = ["fused_available", "lif_max_pool", "load_kernels"]
 
 def _load():
     """The backward kernel, or ``None`` when Triton cannot be imported."""
+    global _window_grads  # fused_pool's, which the kernel calls by its global name
     try:
         import triton
         import triton.language as tl
     except Exception:  # no Triton (the CPU wheel of torch)
         return None
+    if not fused_pool.load_kernels():
+        return None
+    _window_grads = fused_pool._window_grads
 
     @triton.jit
     def lif_pool_backward_kernel(
@@ -60,39 +64,14 @@ def _load():
         # the same order), then the LIF's backward (fused_lif's, float32 membranes).
         r = tl.program_id(0)
         j = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
-        ih = r % H
-        if CL:
-            inner = W * C
-            out_inner = OW * C
-            lane_step = C
-            c = j % C
-            iw = j // C
-        else:
-            inner = W
-            out_inner = OW
-            lane_step = 1
-            c = 0
-            iw = j
+        inner = W * C if CL else W
         mask = j < inner
         offs = r.to(tl.int64) * inner + j
         gv = tl.load(gvt_ptr + offs, mask=mask, other=0.0).to(tl.float32)
         for i in range(steps):
             t = steps - 1 - i
             out_base = t.to(tl.int64) * n_out
-            gz = tl.zeros((BLOCK,), tl.float32)
-            for kh in tl.static_range(3):
-                num_h = ih + 1 - kh
-                oh = num_h // 2
-                row_mask = tl.where((num_h >= 0) & (num_h % 2 == 0) & (oh < OH), mask, False)
-                row = out_base + ((r // H) * OH + oh).to(tl.int64) * out_inner
-                for kw in tl.static_range(3):
-                    num_w = iw + 1 - kw
-                    ow = num_w // 2
-                    ok = row_mask & (num_w >= 0) & (num_w % 2 == 0) & (ow < OW)
-                    at = row + (ow * lane_step + c)
-                    won = tl.load(code_ptr + at, mask=ok, other=-1)
-                    hit = ok & (won == kh * 3 + kw)
-                    gz += tl.load(gy_ptr + at, mask=hit, other=0.0).to(tl.float32)
+            gz = _window_grads(gy_ptr + out_base, code_ptr + out_base, r, j, mask, C, H, W, OH, OW, CL, BLOCK)
             h = tl.load(h_ptr + t.to(tl.int64) * n + offs, mask=mask, other=0.0)
             s = tl.sigmoid(2.0 * alpha * (h - v_th))
             gh = gz * (4.0 * s * (1.0 - s)) + tl.where(h >= v_th, 0.0, gv)
@@ -103,6 +82,7 @@ def _load():
     return lif_pool_backward_kernel
 
 
+_window_grads = None  # set by _load
 _BLOCK = 1024
 _ENABLED = os.environ.get("DVSAPP_FUSED_LIF_POOL", "1") != "0"
 _kernel = None
@@ -231,8 +211,7 @@ def _backward_op(
 
 @_backward_op.register_fake
 def _(gy, code, h, gvt, gain, v_th, alpha, x_dtype):
-    stride = h.stride()
-    return h.new_empty_strided(h.shape, stride, dtype=x_dtype), gvt.new_empty_strided(gvt.shape, stride[1:])
+    return fused_lif._input_grads_like(h, gvt, x_dtype)
 
 
 def _setup_context(ctx, inputs, output):

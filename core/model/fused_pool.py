@@ -98,30 +98,27 @@ def _load():
         tl.store(code_ptr + out, code.to(tl.int8), mask=mask)
 
     @triton.jit
-    def pool_backward_kernel(
-        gy_ptr, code_ptr, gx_ptr,
+    def window_grads(
+        gy_ptr, code_ptr, r, j, mask,
         C: tl.constexpr, H: tl.constexpr, W: tl.constexpr, OH: tl.constexpr, OW: tl.constexpr,
         CL: tl.constexpr, BLOCK: tl.constexpr,
     ):  # fmt: skip
-        # One program: BLOCK elements of one input row (n, ih) or (n, c, ih), as in the forward;
-        # gy and code are dense in the layout, so both are read at the same offsets. Element
-        # row ih sits at kernel row kh of output row oh when ih = 2 * oh - 1 + kh.
-        r = tl.program_id(0)
-        j = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+        # The gradient of BLOCK elements j of input row r (n, ih) channels-last or (n, c, ih)
+        # contiguous: the sum, in float32 and in a fixed order, of the output gradients of the
+        # (at most four) windows that each element won. gy and code are dense in the layout,
+        # so both are read at the same offsets. Element row ih sits at kernel row kh of output
+        # row oh when ih = 2 * oh - 1 + kh. (fused_lif_pool's backward calls it too.)
         ih = r % H
         if CL:
-            inner = W * C
             out_inner = OW * C
             step = C
             c = j % C
             iw = j // C
         else:
-            inner = W
             out_inner = OW
             step = 1
             c = 0
             iw = j
-        mask = j < inner
         acc = tl.zeros((BLOCK,), tl.float32)
         for kh in tl.static_range(3):
             num_h = ih + 1 - kh
@@ -137,11 +134,29 @@ def _load():
                 hit = ok & (won == kh * 3 + kw)
                 g = tl.load(gy_ptr + at, mask=hit, other=0.0)
                 acc += g.to(tl.float32)
+        return acc
+
+    global _window_grads
+    _window_grads = window_grads  # called by its global name (Triton resolves names there)
+
+    @triton.jit
+    def pool_backward_kernel(
+        gy_ptr, code_ptr, gx_ptr,
+        C: tl.constexpr, H: tl.constexpr, W: tl.constexpr, OH: tl.constexpr, OW: tl.constexpr,
+        CL: tl.constexpr, BLOCK: tl.constexpr,
+    ):  # fmt: skip
+        # One program: BLOCK elements of one input row (n, ih) or (n, c, ih), as in the forward.
+        r = tl.program_id(0)
+        j = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+        inner = W * C if CL else W
+        mask = j < inner
+        acc = _window_grads(gy_ptr, code_ptr, r, j, mask, C, H, W, OH, OW, CL, BLOCK)
         tl.store(gx_ptr + r.to(tl.int64) * inner + j, acc.to(gx_ptr.dtype.element_ty), mask=mask)
 
     return pool_forward_kernel, pool_backward_kernel
 
 
+_window_grads = None  # set by _load: the backward's per-element sum, shared with fused_lif_pool
 _BLOCK = 1024  # the most elements of one row a program takes
 _ENABLED = os.environ.get("DVSAPP_FUSED_POOL", "1") != "0"  # whether the model's pooling uses the kernels
 _kernels = None  # (forward, backward) once loaded
