@@ -131,29 +131,17 @@ def _forward(
     z_dtype, _ = fused_lif._out_dtypes(x, v0)
     h = torch.empty_strided(x.shape, stride, device=x.device, dtype=torch.float32)
     vt = torch.empty_strided(v0.shape, stride[1:], device=v0.device, dtype=v0.dtype)
-    # alpha (the surrogate's steepness) is used by the backward only
     y = torch.empty_strided(*_pooled_geometry(x.shape, cl), device=x.device, dtype=z_dtype)
     code = torch.empty_strided(y.shape, y.stride(), device=x.device, dtype=torch.int8)
     if not (n and steps):
         vt.copy_(v0)
         return y, vt, h, code
-    # the spikes are not stored (z_ptr unused: h stands in)
-    lif_fwd[fused_lif._grid(n)](
-        x,
-        v0,
-        h,
-        h,
-        vt,
-        n,
-        steps,
-        gain,
-        v_leak,
-        v_th,
-        v_reset,
-        SAVE=True,
-        BLOCK=fused_lif._BLOCK,
-        STORE_Z=False,
-    )
+    # the spikes are not stored (z_ptr unused: h stands in); alpha (the surrogate's steepness)
+    # is the backward's
+    grid = fused_lif._grid(n)
+    lif_fwd[grid](
+        x, v0, h, h, vt, n, steps, gain, v_leak, v_th, v_reset, SAVE=True, BLOCK=fused_lif._BLOCK, STORE_Z=False
+    )  # fmt: skip
     hf = h.flatten(0, 1)
     oh, ow = y.shape[-2:]
     grid, block = fused_pool._launch(steps * nb * oh if cl else steps * nb * c * oh, ow * c if cl else ow)
