@@ -76,7 +76,8 @@ def main(argv=None):
     torch.backends.cudnn.allow_tf32 = True
     dev = args.device
     configs = (
-        [dict(bp=bp, num_warps=nw) for bp in (64, 128) for nw in (4, 8)] if dev.startswith("cuda") else [{}]
+        # 128 pixels with 8 warps spills on sm_90 (conv_wgrad.py), 4 warps spill at 64 and 128
+        [dict(bp=bp, num_warps=8) for bp in (32, 64, 128)] if dev.startswith("cuda") else [{}]
     )
     print("| conv | input | cuDNN ms | Triton ms (best config) | config | max diff / max |")
     print("|---|---|---|---|---|---|")
