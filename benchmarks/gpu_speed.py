@@ -254,7 +254,7 @@ def main(argv=None):
         f"{args.layout}; stem {f'padded to a multiple of {StemConv.pad_to} channels in bf16' if StemConv.pad_to > 1 else 'unpadded'}; "
         f"inference {'frozen' if args.freeze else 'not frozen'}; cuDNN benchmark limit {torch.backends.cudnn.benchmark_limit}; "
         f"max pooling {'fused' if fused_pool._ENABLED else 'nn.MaxPool2d (DVSAPP_FUSED_POOL=0)'}; "
-        f"LIF + max pooling in one pass {'on' if fused_lif_pool._ENABLED else 'off (DVSAPP_FUSED_LIF_POOL=0)'}; "
+        f"LIF + max pooling in one pass {'on (DVSAPP_FUSED_LIF_POOL=1)' if fused_lif_pool._ENABLED else 'off'}; "
         f"3x3 weight gradients {'Triton (DVSAPP_TRITON_WGRAD=1)' if conv_wgrad._ENABLED else 'cuDNN'}; "
         f"device {torch.cuda.get_device_name() if args.device.startswith('cuda') else 'cpu'}, torch {torch.__version__}",
         "",

@@ -3,7 +3,7 @@
 # device tool (carry [".whl"]). About 8 minutes with the compiles; the steps run in order of
 # need, each bounded. Writes under OUT_DIR (default $OUT):
 #   speed.txt        fp32 and bf16 training, profiled (GPU time by kind of kernel)
-#   unfused.txt      the same with DVSAPP_FUSED_LIF_POOL=0 (the A/B of fused_lif_pool.py)
+#   fused.txt        the same with DVSAPP_FUSED_LIF_POOL=1 (the A/B of fused_lif_pool.py), profiled
 #   wgrad.txt        benchmarks/gpu_wgrad.py: cuDNN's weight gradients against conv_wgrad.py's kernel
 #   wgrad_train.txt  fp32 training with DVSAPP_TRITON_WGRAD=1 (the kernel in the step)
 #   tests.txt        the CUDA kernel and model tests
@@ -21,8 +21,9 @@ show() { grep "^|" "$1" | tail -n "$2"; }
 timeout 200 $speed --profile 3 --cases train-compiled-fp32,train-compiled-bf16 > "$out/speed.txt" 2>&1
 show "$out/speed.txt" 2
 grep -A10 "by kind" "$out/speed.txt"
-DVSAPP_FUSED_LIF_POOL=0 timeout 150 $speed --cases train-compiled-fp32,train-compiled-bf16 > "$out/unfused.txt" 2>&1
-show "$out/unfused.txt" 2
+DVSAPP_FUSED_LIF_POOL=1 timeout 200 $speed --profile 3 --cases train-compiled-fp32,train-compiled-bf16 > "$out/fused.txt" 2>&1
+show "$out/fused.txt" 2
+grep -A10 "by kind" "$out/fused.txt"
 (cd benchmarks && timeout 60 python3 gpu_wgrad.py > "$out/wgrad.txt" 2>&1)
 tail -n 6 "$out/wgrad.txt"
 DVSAPP_TRITON_WGRAD=1 timeout 100 $speed --cases train-compiled-fp32 > "$out/wgrad_train.txt" 2>&1

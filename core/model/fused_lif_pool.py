@@ -23,9 +23,10 @@ half dtype.
 
 Used by the model's stages where the LIF runs fused, the pooling is max pooling after the
 neuron, a gradient is to come and no firing taps are recorded
-(:func:`fused_available`); ``DVSAPP_FUSED_LIF_POOL=0`` in the environment at import turns it
-off (the two kernels then run one after the other). Tested against the unfused pair, on the
-CPU through Triton's interpreter.
+(:func:`fused_available`) and ``DVSAPP_FUSED_LIF_POOL=1`` is set in the environment at import:
+opt-in until a GPU run shows it faster (``benchmarks/speed_gpu.sh``); otherwise the two kernels
+run one after the other. Tested against the unfused pair on the CPU through Triton's
+interpreter, and compiled for sm_90 (``tests/test_kernels_sm90.py``).
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ _window_grads = None  # set by _load
 # loop; compiled for sm_90 (Triton 3.9, on the CPU) channels-last, 1024 spilled (255 registers
 # a thread and 696 bytes of stack), 256 took 114 registers, 128 takes 64 and spills nothing
 _BLOCK = 128
-_ENABLED = os.environ.get("DVSAPP_FUSED_LIF_POOL", "1") != "0"
+_ENABLED = os.environ.get("DVSAPP_FUSED_LIF_POOL", "0") == "1"  # opt-in until measured on a GPU
 _kernel = None
 
 
@@ -229,7 +230,7 @@ def fused_available(x: torch.Tensor, v: torch.Tensor) -> bool:
     """Whether :func:`lif_max_pool` runs on input ``x [T, B, C, H, W]`` and membrane ``v``: the
     fused LIF runs there (:func:`fused_lif.fused_available`), the fused pooling is on, a
     gradient is to come (training: without a backward the LIF writes no membranes and the
-    pooling needs no winners) and ``DVSAPP_FUSED_LIF_POOL`` is not ``0``."""
+    pooling needs no winners) and ``DVSAPP_FUSED_LIF_POOL=1`` was set."""
     return (
         _ENABLED
         and _kernel is not None
