@@ -19,7 +19,7 @@ import time
 
 import torch
 import torch.nn.functional as F
-from gpu_speed import _sync  # this folder (run as a script)
+from gpu_speed import _sync, add_cudnn_option, cuda_settings  # this folder (run as a script)
 from torch import nn
 
 from dvsapp.core.model import build_model, preset
@@ -89,18 +89,9 @@ def main(argv=None) -> None:
     ap.add_argument(
         "--contiguous", action="store_true", help="also time each convolution in NCHW (contiguous)"
     )
-    ap.add_argument(
-        "--cudnn-limit",
-        type=int,
-        default=None,
-        help="torch.backends.cudnn.benchmark_limit (0: try every algorithm)",
-    )
+    add_cudnn_option(ap)
     args = ap.parse_args(argv)
-    torch.backends.cudnn.benchmark = True
-    if args.cudnn_limit is not None:
-        torch.backends.cudnn.benchmark_limit = args.cudnn_limit
-    torch.backends.cuda.matmul.allow_tf32 = True
-    torch.backends.cudnn.allow_tf32 = True
+    cuda_settings(args.cudnn_limit)
     dt = getattr(torch, args.dtype)
     cfg = preset(args.preset)
     dev = args.device

@@ -114,6 +114,26 @@ def _by_kind(ev, n):
     return "\n".join(f"{k}: {t / 1e3 / n:.2f} ms, {c // n} kernels per call" for k, (t, c) in rows)
 
 
+def add_cudnn_option(ap: argparse.ArgumentParser) -> None:
+    """``--cudnn-limit``: how many cuDNN algorithms ``benchmark`` mode tries."""
+    ap.add_argument(
+        "--cudnn-limit",
+        type=int,
+        default=None,
+        help="torch.backends.cudnn.benchmark_limit (0: try every algorithm)",
+    )
+
+
+def cuda_settings(cudnn_limit: int | None = None) -> None:
+    """What every GPU benchmark here runs with: cuDNN's benchmark mode (its algorithm limit
+    set when given) and TF32 allowed in convolutions and matrix products."""
+    torch.backends.cudnn.benchmark = True
+    if cudnn_limit is not None:
+        torch.backends.cudnn.benchmark_limit = cudnn_limit
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+
+
 class Case(NamedTuple):
     kind: str  # "train" or "infer"
     batch: int
@@ -233,20 +253,11 @@ def main(argv=None):
         action="store_true",
         help="inference compiles with Inductor's freezing (weights as constants, BN folded into the convolutions)",
     )
-    ap.add_argument(
-        "--cudnn-limit",
-        type=int,
-        default=None,
-        help="torch.backends.cudnn.benchmark_limit (0: try every algorithm)",
-    )
+    add_cudnn_option(ap)
     args = ap.parse_args(argv)
-    if args.cudnn_limit is not None:
-        torch.backends.cudnn.benchmark_limit = args.cudnn_limit
+    cuda_settings(args.cudnn_limit)
     StemConv.pad_to = 1 if args.no_stem_pad else args.stem_pad_to
     torch._inductor.config.freezing = args.freeze  # applies to graphs compiled without grad only
-    torch.backends.cudnn.benchmark = True
-    torch.backends.cuda.matmul.allow_tf32 = True
-    torch.backends.cudnn.allow_tf32 = True
     cfg = preset(args.preset)
     lines = [
         f"{args.preset}: {cfg.n_tokens} tokens, T={cfg.timesteps}, D={cfg.embed_dim}, depth {cfg.depth}; "

@@ -20,39 +20,18 @@ kernel's time and their largest difference relative to the gradient's largest el
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
+from gpu_convs import _time  # this folder (run as a script)
+from gpu_speed import cuda_settings
 
 from dvsapp.core.model import conv_wgrad
-
-
-def weight_grad(x, gy, *, bp=None, num_warps=None):
-    """:func:`conv_wgrad.conv3x3_weight_grad` with the pixel tile and warp count set."""
-    saved = conv_wgrad._BP, conv_wgrad._WARPS
-    conv_wgrad._BP, conv_wgrad._WARPS = bp or saved[0], num_warps or saved[1]
-    try:
-        return conv_wgrad.conv3x3_weight_grad(x, gy)
-    finally:
-        conv_wgrad._BP, conv_wgrad._WARPS = saved
 
 
 def cudnn_weight_grad(x, gy, weight):
     return torch.ops.aten.convolution_backward(
         gy, x, weight, None, (1, 1), (1, 1), (1, 1), False, [0, 0], 1, [False, True, False]
     )[1]
-
-
-def _time(fn, device, iters):
-    fn()
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(iters):
-        fn()
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-    return (time.perf_counter() - t0) / max(iters, 1)
 
 
 # (name, N, CI, CO, H, W) of sdt-2-256's 3x3 convolutions with spike inputs, batch 16 x T 16
@@ -72,12 +51,11 @@ def main(argv=None):
     ap.add_argument("--check-only", action="store_true", help="small shapes, correctness only")
     args = ap.parse_args(argv)
     assert conv_wgrad.load_kernels(), "no Triton"
-    torch.backends.cudnn.benchmark = True
-    torch.backends.cudnn.allow_tf32 = True
+    cuda_settings()
     dev = args.device
     configs = (
         # 128 pixels with 8 warps spills on sm_90 (conv_wgrad.py), 4 warps spill at 64 and 128
-        [dict(bp=bp, num_warps=8) for bp in (32, 64, 128)] if dev.startswith("cuda") else [{}]
+        [dict(pixels_per_step=bp) for bp in (32, 64, 128)] if dev.startswith("cuda") else [{}]
     )
     print("| conv | input | cuDNN ms | Triton ms (best config) | config | max diff / max |")
     print("|---|---|---|---|---|---|")
@@ -92,16 +70,16 @@ def main(argv=None):
         t_ref = _time(
             lambda x=x, gy=gy, w=weight: cudnn_weight_grad(x, gy, w),
             dev,
-            0 if args.check_only else args.iters,
+            1 if args.check_only else args.iters,
         )
         best = None
         for cfg in configs:
-            got = weight_grad(x, gy, **cfg)
+            got = conv_wgrad.weight_grad(x, gy, **cfg)
             diff = float((got - ref).abs().max()) / scale
             t = _time(
-                lambda cfg=cfg, x=x, gy=gy: weight_grad(x, gy, **cfg),
+                lambda cfg=cfg, x=x, gy=gy: conv_wgrad.weight_grad(x, gy, **cfg),
                 dev,
-                0 if args.check_only else args.iters,
+                1 if args.check_only else args.iters,
             )
             if best is None or t < best[0]:
                 best = (t, cfg, diff)

@@ -121,30 +121,38 @@ def load_kernels() -> bool:
     return _kernel is not None
 
 
+def weight_grad(
+    x: torch.Tensor, gy: torch.Tensor, *, pixels_per_step: int = _BP, warps: int = _WARPS
+) -> torch.Tensor:
+    """The kernel's launch (what :func:`conv3x3_weight_grad` runs), its pixel tile and warp
+    count as given (``benchmarks/gpu_wgrad.py`` times others)."""
+    if _kernel is None:
+        raise RuntimeError("the weight-gradient kernel is not loaded (no Triton)")
+    n, ci, hh, ww = x.shape
+    co = gy.shape[1]
+    bo, bc, bp = min(_BO, co), min(_BC, ci), pixels_per_step
+    xf = x.permute(0, 2, 3, 1).contiguous()  # a view when x is channels-last
+    gf = gy.permute(0, 2, 3, 1).contiguous()
+    pixels = n * hh * ww
+    tiles = (co // bo) * (ci // bc)
+    steps = (pixels + bp - 1) // bp
+    chunks = max(1, min(_PROGRAMS // tiles, steps))
+    chunk = (steps + chunks - 1) // chunks * bp
+    chunks = (pixels + chunk - 1) // chunk
+    part = torch.empty(chunks, 9, co, ci, device=x.device, dtype=torch.float32)
+    extra = {"num_warps": warps} if x.is_cuda else {}
+    _kernel[(chunks, co // bo, ci // bc)](
+        xf, gf, part, pixels, chunk, H=hh, W=ww, CI=ci, CO=co, BO=bo, BC=bc, BP=bp, **extra
+    )
+    return part.sum(0).permute(1, 2, 0).reshape(co, ci, 3, 3).contiguous(memory_format=torch.channels_last)
+
+
 @torch.library.custom_op("dvsapp::conv3x3_weight_grad", mutates_args=())
 def conv3x3_weight_grad(x: torch.Tensor, gy: torch.Tensor) -> torch.Tensor:
     """The weight gradient ``[CO, CI, 3, 3]`` of a 3x3 / stride 1 / padding 1 convolution of
     ``x [N, CI, H, W]`` with output gradient ``gy [N, CO, H, W]`` (float32; channels-last
     is read in place, other layouts are copied)."""
-    if _kernel is None:
-        raise RuntimeError("the weight-gradient kernel is not loaded (no Triton)")
-    n, ci, hh, ww = x.shape
-    co = gy.shape[1]
-    bo, bc = min(_BO, co), min(_BC, ci)
-    xf = x.permute(0, 2, 3, 1).contiguous()  # a view when x is channels-last
-    gf = gy.permute(0, 2, 3, 1).contiguous()
-    pixels = n * hh * ww
-    tiles = (co // bo) * (ci // bc)
-    steps = (pixels + _BP - 1) // _BP
-    chunks = max(1, min(_PROGRAMS // tiles, steps))
-    chunk = (steps + chunks - 1) // chunks * _BP
-    chunks = (pixels + chunk - 1) // chunk
-    part = torch.empty(chunks, 9, co, ci, device=x.device, dtype=torch.float32)
-    extra = {"num_warps": _WARPS} if x.is_cuda else {}
-    _kernel[(chunks, co // bo, ci // bc)](
-        xf, gf, part, pixels, chunk, H=hh, W=ww, CI=ci, CO=co, BO=bo, BC=bc, BP=_BP, **extra
-    )
-    return part.sum(0).permute(1, 2, 0).reshape(co, ci, 3, 3).contiguous(memory_format=torch.channels_last)
+    return weight_grad(x, gy)
 
 
 @conv3x3_weight_grad.register_fake

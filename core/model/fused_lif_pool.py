@@ -191,9 +191,7 @@ def _backward_op(
     if not (n and steps):
         gv0.copy_(gvt)
         return gx, gv0
-    rows, inner = (nb * hh, ww * c) if cl else (nb * c * hh, ww)
-    block = min(_BLOCK, 1 << max(inner - 1, 0).bit_length())
-    grid = (rows, (inner + block - 1) // block)
+    grid, block = fused_pool._launch(nb * hh if cl else nb * c * hh, ww * c if cl else ww, _BLOCK)
     _kernel[grid](
         gy, code, h, gvt, gx, gv0, steps, n, code[0].numel(), gain, v_th, alpha,
         C=c, H=hh, W=ww, OH=oh, OW=ow, CL=cl, BLOCK=block,

@@ -196,9 +196,10 @@ def _pooled_hw(h: int, w: int) -> tuple[int, int]:
     return (h + 1) // 2, (w + 1) // 2
 
 
-def _launch(rows: int, inner: int) -> tuple[tuple[int, int], int]:
-    """Grid and block of a launch over ``rows`` rows of ``inner`` elements each."""
-    block = min(_BLOCK, 1 << max(inner - 1, 0).bit_length())
+def _launch(rows: int, inner: int, most: int = _BLOCK) -> tuple[tuple[int, int], int]:
+    """Grid and block of a launch over ``rows`` rows of ``inner`` elements each, at most
+    ``most`` elements a program."""
+    block = min(most, 1 << max(inner - 1, 0).bit_length())
     return (rows, (inner + block - 1) // block), block
 
 

@@ -110,13 +110,19 @@ class LIFLayer(nn.Module):
             run.taps.record_rate(self.name, out)
         return out
 
-    def forward_max_pooled(self, x: torch.Tensor, run: Run) -> torch.Tensor:
-        """:meth:`forward` then 3x3 / stride 2 / padding 1 max pooling of the spikes, in one pass
-        (:mod:`dvsapp.core.model.fused_lif_pool`; where its ``fused_available`` says so):
-        ``x [T, B, C, H, W]`` -> pooled spikes ``[T, B, C, ceil(H/2), ceil(W/2)]``. Records no taps."""
-        out, v = fused_lif_pool.lif_max_pool(x, run.states[self.slot].v, **self._fused)
-        run.states[self.slot] = LIFBoxFeedForwardState(v=v)
-        return out
+    def forward_max_pooled(self, x: torch.Tensor, run: Run, pool: nn.Module) -> torch.Tensor:
+        """:meth:`forward` then ``pool`` (3x3 / stride 2 / padding 1 max pooling) of the spikes:
+        ``x [T, B, C, H, W]`` -> pooled spikes ``[T, B, C, ceil(H/2), ceil(W/2)]``.
+
+        In one pass (:mod:`dvsapp.core.model.fused_lif_pool`) where its ``fused_available``
+        says so and no taps are recorded (they record the full-resolution spikes); else the
+        two one after the other."""
+        v0 = run.states[self.slot].v
+        if run.taps is None and fused_lif_pool.fused_available(x, v0):
+            out, v = fused_lif_pool.lif_max_pool(x, v0, **self._fused)
+            run.states[self.slot] = LIFBoxFeedForwardState(v=v)
+            return out
+        return pool(self(x, run).flatten(0, 1)).unflatten(0, x.shape[:2])
 
     def _step_constants(self, dtype: torch.dtype, device: torch.device) -> tuple:
         """``(gain, v_th)`` for :meth:`_inference_steps`, as 0-dim tensors.

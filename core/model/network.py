@@ -28,7 +28,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from dvsapp.core.errors import ConfigError
-from dvsapp.core.model import fused_lif_pool
 from dvsapp.core.model.attention import ATTENTIONS
 from dvsapp.core.model.config import ModelConfig
 from dvsapp.core.model.conv_wgrad import Conv3x3
@@ -167,12 +166,8 @@ class _Stage(nn.Module):
             y = self.pool(y)
         if self.lif is not None:
             y5 = y.reshape(t, b, *y.shape[1:])
-            if (
-                self.lif_then_max_pool
-                and run.taps is None  # the taps record the full-resolution spikes
-                and fused_lif_pool.fused_available(y5, run.states[self.lif.slot].v)
-            ):
-                return self.lif.forward_max_pooled(y5, run)
+            if self.lif_then_max_pool:  # in training on CUDA possibly one pass (fused_lif_pool)
+                return self.lif.forward_max_pooled(y5, run, self.pool)
             y = self.lif(y5, run).flatten(0, 1)
         if not self.pool_first:
             y = self.pool(y)
